@@ -1,0 +1,159 @@
+"""The Dora/Hydra override list of a fine-tune: a pure function of the job's plan.
+
+Nothing here touches the disk or the GPUs; `launch.py` runs what this returns. Golden tests pin
+the list for every variant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from musicgen_ft.inputs import TrainInputs
+from musicgen_ft.variants import Variant
+
+# Schedulers whose AudioCraft config has a `warmup` key.
+_WARMUP_SCHEDULERS = ("cosine", "polynomial_decay", "inverse_sqrt", "linear_warmup")
+# The exponential schedule decays to this fraction of the peak lr over the whole run.
+EXPONENTIAL_FINAL_RATIO = 0.01
+# Generation during training (end-of-run samples) uses at most this many prompts.
+MAX_GENERATE_SAMPLES = 4
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything the override list depends on, resolved by the pipeline.
+
+    Attributes:
+        inputs: The validated job inputs.
+        variant: The base model's spec.
+        base_model_dir: Directory with the base `state_dict.bin` and
+            `compression_state_dict.bin` (released format).
+        egs_dir: Directory holding the `train/` and `valid/` manifests.
+        batch_size: Global batch size after the world-size rule (see plan_batch_size).
+        world_size: Number of training processes (GPUs, or 1 on CPU).
+        device: "cuda" or "cpu".
+        valid_examples: Number of validation chunks.
+        ema: Whether to keep an exponential moving average of the weights.
+    """
+
+    inputs: TrainInputs
+    variant: Variant
+    base_model_dir: Path
+    egs_dir: Path
+    batch_size: int
+    world_size: int
+    device: str
+    valid_examples: int
+    ema: bool = False
+    num_workers: int = 2
+
+    @property
+    def total_updates(self) -> int:
+        return self.inputs.epochs * self.inputs.updates_per_epoch
+
+
+def schedule_overrides(inputs: TrainInputs, total_updates: int) -> list[str]:
+    name = inputs.lr_scheduler
+    if name == "none":
+        return ["schedule.lr_scheduler=null"]
+    out = [f"schedule.lr_scheduler={name}"]
+    if name in _WARMUP_SCHEDULERS:
+        out.append(f"schedule.{name}.warmup={inputs.warmup}")
+    if name == "exponential":
+        decay = EXPONENTIAL_FINAL_RATIO ** (1.0 / max(1, total_updates))
+        out.append(f"schedule.exponential.lr_decay={decay:.8f}")
+    return out
+
+
+def build_overrides(plan: TrainPlan) -> list[str]:
+    """Return the Hydra overrides for `dora run` of this plan, in a stable order."""
+    v, inp = plan.variant, plan.inputs
+    base = plan.base_model_dir.resolve()
+    egs = plan.egs_dir.resolve()
+    on_gpu = plan.device == "cuda"
+    generate_samples = max(1, min(MAX_GENERATE_SAMPLES, plan.valid_examples))
+    valid_samples = max(1, plan.valid_examples)
+    overrides = [
+        f"solver={v.solver}",
+        "dset=audio/musicgen_ft",
+        *v.lm_overrides,
+        f"sample_rate={v.sample_rate}",
+        f"channels={v.channels}",
+        f"continue_from=//pretrained/{base}",
+        f"compression_model_checkpoint=//pretrained/{base}",
+        f"datasource.max_sample_rate={v.sample_rate}",
+        f"datasource.max_channels={v.channels}",
+        f"datasource.train={egs / 'train'}",
+        f"datasource.valid={egs / 'valid'}",
+        f"datasource.evaluate={egs / 'valid'}",
+        f"datasource.generate={egs / 'valid'}",
+        f"device={plan.device}",
+        f"autocast={'true' if on_gpu else 'false'}",
+        f"seed={inp.seed}",
+        f"dataset.batch_size={plan.batch_size}",
+        f"dataset.num_workers={plan.num_workers}",
+        "dataset.segment_duration=30",
+        f"dataset.valid.num_samples={valid_samples}",
+        f"dataset.evaluate.num_samples={valid_samples}",
+        f"dataset.generate.num_samples={generate_samples}",
+        f"optim.epochs={inp.epochs}",
+        f"optim.updates_per_epoch={inp.updates_per_epoch}",
+        f"optim.optimizer={inp.optimizer}",
+        f"optim.lr={inp.lr:g}",
+        f"optim.ema.use={'true' if plan.ema else 'false'}",
+        f"optim.ema.device={plan.device}",
+        *schedule_overrides(inp, plan.total_updates),
+        f"classifier_free_guidance.training_dropout={inp.cfg_p:g}",
+        # Evaluate and generate once, at the end of the run (AudioCraft always runs them on
+        # the last epoch); checkpoints every epoch so a stopped job can be inspected.
+        f"evaluate.every={inp.epochs}",
+        f"generate.every={inp.epochs}",
+        f"generate.lm.top_k={min(250, v.card)}",
+        "generate.audio.strategy=peak",
+        "checkpoint.save_every=1",
+        "checkpoint.keep_last=1",
+        "logging.log_tensorboard=false",
+        "logging.log_updates=1" if plan.total_updates <= 50 else "logging.log_updates=10",
+        "efficient_attention_backend=torch",
+    ]
+    if v.melody:
+        # The chroma of each training example is computed on the fly from its own audio.
+        overrides.append("conditioners.self_wav.chroma_stem.cache_path=null")
+    return overrides
+
+
+def plan_batch_size(requested: int, world_size: int, variant: Variant) -> tuple[int, list[str]]:
+    """Apply the batch-size rules; return (batch size, warnings to log and record).
+
+    The global batch must split evenly over the training processes. A value that does not is
+    rounded down to a multiple of the world size (never to 0: a batch smaller than the world
+    size is refused). Each variant has a per-GPU memory cap, from its `max_batch` on the 8-GPU
+    reference box.
+    """
+    from musicgen_ft.errors import InputError
+
+    notes: list[str] = []
+    if requested < world_size:
+        raise InputError(
+            "batch_size",
+            f"batch_size={requested} is smaller than the {world_size} GPUs found; "
+            f"use {world_size} or a multiple of it",
+        )
+    batch = requested
+    cap = max(1, math.ceil(variant.max_batch / 8)) * world_size
+    if batch > cap:
+        notes.append(
+            f"batch_size={batch} exceeds what {variant.name} fits on {world_size} "
+            f"process(es) ({cap}, i.e. {cap // world_size} per 80 GB GPU); using {cap}"
+        )
+        batch = cap
+    if batch % world_size:
+        adjusted = (batch // world_size) * world_size
+        notes.append(
+            f"batch_size={batch} does not divide by the {world_size} training processes; "
+            f"using {adjusted}"
+        )
+        batch = adjusted
+    return batch, notes

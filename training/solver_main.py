@@ -1,0 +1,42 @@
+"""Dora entry point for fine-tunes: AudioCraft's training main with two changes.
+
+1. This project's `config/` folder is appended to Hydra's search path, so our groups (the job's
+   dataset, the debug LM scale) compose with AudioCraft's own tree.
+2. Distributed init picks gloo when no CUDA device is visible (AudioCraft always asks flashy for
+   nccl), so data-parallel training also runs on CPU processes (tests, CPU-only boxes).
+
+Launched as `dora -P training --main_module solver_main run ...` (see training/launch.py) or,
+for multi-node jobs, through torchrun.
+"""
+
+from __future__ import annotations
+
+import flashy
+import torch
+from dora import hydra_main
+
+from audiocraft import train as ac_train
+from audiocraft.environment import AudioCraftEnvironment
+from training.hydra_config import AUDIOCRAFT_CONFIG_DIR, register_search_path
+
+register_search_path()
+
+
+def distributed_backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+@hydra_main(config_path=str(AUDIOCRAFT_CONFIG_DIR), config_name="config", version_base="1.1")
+def main(cfg):  # type: ignore[no-untyped-def]
+    ac_train.init_seed_and_system(cfg)
+    flashy.setup_logging(level=str(cfg.logging.level).upper(), log_name="solver.log.{rank}")
+    flashy.distrib.init(distributed_backend())
+    solver = ac_train.get_solver(cfg)
+    return solver.run()
+
+
+main.dora.dir = AudioCraftEnvironment.get_dora_dir()
+
+
+if __name__ == "__main__":
+    main()
