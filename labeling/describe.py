@@ -6,6 +6,11 @@ from typing import Any
 
 from musicgen_ft.types import Chunk, Labels
 
+MUSIC_INFO_FIELDS = (
+    "title", "artist", "key", "bpm", "genre", "moods", "keywords", "description", "name",
+    "instrument",
+)
+
 
 def choose_description(
     chunk: Chunk, labels: Labels | None, one_same_description: str | None
@@ -24,7 +29,9 @@ def music_info(
     chunk: Chunk, labels: Labels | None, one_same_description: str | None
 ) -> dict[str, Any]:
     """The MusicInfo fields AudioCraft reads for `chunk`, with the types it expects."""
-    info: dict[str, Any] = {
+    # AudioCraft's MusicDataset requires every MusicInfo field to be present (None allowed).
+    info: dict[str, Any] = {field: None for field in MUSIC_INFO_FIELDS}
+    info |= {
         "name": chunk.chunk_id,
         "title": chunk.source,
         "description": choose_description(chunk, labels, one_same_description),

@@ -1,0 +1,3 @@
+"""Self-hosted MusicGen fine-tuning engine."""
+
+__version__ = "0.1.0"

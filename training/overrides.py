@@ -19,6 +19,8 @@ _WARMUP_SCHEDULERS = ("cosine", "polynomial_decay", "inverse_sqrt", "linear_warm
 EXPONENTIAL_FINAL_RATIO = 0.01
 # Generation during training (end-of-run samples) uses at most this many prompts.
 MAX_GENERATE_SAMPLES = 4
+# Progress lines (step, loss, rate) the solver logs per epoch.
+LOG_LINES_PER_EPOCH = 20
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         "checkpoint.save_every=1",
         "checkpoint.keep_last=1",
         "logging.log_tensorboard=false",
-        "logging.log_updates=1" if plan.total_updates <= 50 else "logging.log_updates=10",
+        f"logging.log_updates={min(inp.updates_per_epoch, LOG_LINES_PER_EPOCH)}",
         "efficient_attention_backend=torch",
     ]
     if v.melody:

@@ -1,0 +1,133 @@
+"""Load a base or fine-tuned MusicGen through AudioCraft's own loader.
+
+A fine-tune (`trained_model.tar`) is extracted into a cache folder keyed by its SHA-256, the
+base model's `compression_state_dict.bin` is linked beside it, and the folder is loaded with
+stock `MusicGen.get_pretrained(folder)`, as for a released checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from musicgen_ft.errors import FineTuneError, InputError
+from musicgen_ft.variants import COMPRESSION_FILE, LM_FILE, Variant, get_variant
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # audiocraft.models.MusicGen
+    variant: Variant
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MUSICGEN_FT_CACHE", str(Path.home() / ".cache" / "musicgen-ft"))
+    return Path(root).expanduser() / "finetunes"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_weights(weights: str) -> Path:
+    """A local path for `weights` (a path, or an HTTP(S) URL downloaded to the cache)."""
+    if weights.startswith(("http://", "https://")):
+        import httpx
+
+        target = cache_dir() / "downloads" / hashlib.sha256(weights.encode()).hexdigest()[:16]
+        tar_path = target / "trained_model.tar"
+        if not tar_path.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            part = tar_path.with_suffix(".part")
+            try:
+                with httpx.stream("GET", weights, follow_redirects=True, timeout=60.0) as resp:
+                    resp.raise_for_status()
+                    with part.open("wb") as handle:
+                        for block in resp.iter_bytes(1 << 20):
+                            handle.write(block)
+            except httpx.HTTPError as exc:
+                raise InputError("weights", f"cannot download {weights}: {exc}") from None
+            part.replace(tar_path)
+        return tar_path
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise InputError("weights", f"{weights} does not exist; give a trained_model.tar")
+    return path
+
+
+def extract_finetune(tar_path: Path) -> tuple[Path, dict[str, Any]]:
+    """Extract `trained_model.tar` (once) and return its folder and metadata."""
+    if not tarfile.is_tarfile(tar_path):
+        raise InputError("weights", f"{tar_path} is not a tar archive (trained_model.tar)")
+    target = cache_dir() / _sha256(tar_path)[:16]
+    if not (target / LM_FILE).is_file():
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with tarfile.open(tar_path) as tar:
+            names = tar.getnames()
+            if LM_FILE not in names:
+                raise InputError("weights", f"{tar_path} has no {LM_FILE}; is it a fine-tune?")
+            tar.extractall(tmp, filter="data")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    meta_path = target / "metadata.json"
+    metadata = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return target, metadata
+
+
+def load_model(
+    weights: str | Path | None = None,
+    model_version: str | None = None,
+    device: str | None = None,
+) -> LoadedModel:
+    """Load a fine-tune (`weights`: trained_model.tar path or URL) or a base variant."""
+    from audiocraft.models import MusicGen
+
+    from musicgen_ft.weights import check_text_conditioner, resolve_base_model
+
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if weights:
+        tar_path = fetch_weights(str(weights))
+        folder, metadata = extract_finetune(tar_path)
+        version = metadata.get("model_version") or model_version
+        if not version:
+            raise InputError("weights", f"{tar_path} does not say which base model it tunes")
+        variant = get_variant(str(version))
+        base = resolve_base_model(variant)
+        link = folder / COMPRESSION_FILE
+        if not link.exists():
+            link.symlink_to((base / COMPRESSION_FILE).resolve())
+        source = str(tar_path)
+    else:
+        variant = get_variant(model_version or "small")
+        folder, metadata = resolve_base_model(variant), {}
+        source = f"base model {variant.name}"
+    check_text_conditioner(variant)
+    try:
+        model = MusicGen.get_pretrained(str(folder), device=device)
+    except FineTuneError:
+        raise
+    except Exception as exc:
+        raise FineTuneError(f"cannot load the model from {folder}: {exc}") from exc
+    logger.info("loaded %s (%s, %d Hz, %d channel(s))", source, variant.name,
+                model.sample_rate, model.audio_channels)
+    return LoadedModel(model=model, variant=variant, metadata=metadata, source=source)

@@ -1,0 +1,136 @@
+"""The HTTP edge's plumbing: problem-details errors, bearer auth, the request-size limit."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.ids import token_id
+
+PROBLEM = "application/problem+json"
+
+
+class ApiError(Exception):
+    """An error answered as RFC 7807 problem details (what the official client reads)."""
+
+    def __init__(
+        self, status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
+
+
+async def api_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return problem(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+
+
+async def http_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}
+    return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
+
+
+async def validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's body validation, reworded: which field, what is wrong."""
+    assert isinstance(exc, RequestValidationError)
+    fields = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            return problem(400, "Bad request", "The request body is not valid JSON.")
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        fields.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return problem(422, "Invalid request", detail, invalid_fields=fields)
+
+
+class TokenAuth:
+    """`Authorization: Bearer <token>` against the operator's tokens; returns the token's id."""
+
+    def __init__(self, tokens: tuple[str, ...]) -> None:
+        self._tokens = tuple(t.encode() for t in tokens)
+
+    def __call__(self, request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("bearer", "token") or not token.strip():
+            raise ApiError(401, "Unauthorized", "Missing bearer token: send "
+                           "'Authorization: Bearer <token>'.",
+                           headers={"WWW-Authenticate": "Bearer"})
+        given = token.strip().encode()
+        if not any(hmac.compare_digest(given, t) for t in self._tokens):
+            raise ApiError(401, "Unauthorized", "Invalid token.",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return token_id(given.decode())
+
+
+class BodyLimit:
+    """ASGI middleware answering 413 to bodies over `limit` bytes, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge(413, f"The request body is larger than {self.limit} bytes.")
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({
+            "type": "about:blank", "title": "Request too large", "status": 413,
+            "detail": f"The request body is larger than {self.limit} bytes.",
+        }).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", PROBLEM.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(StarletteHTTPException):
+    """Raised while the body streams in; FastAPI passes HTTP exceptions to the handler."""

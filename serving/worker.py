@@ -1,0 +1,251 @@
+"""Runs queued trainings one at a time, each as a `train.py` process in its own group.
+
+The trainer writes straight into the job's log file (so its log survives the server), and
+runs in a new session so that cancel, shutdown and crash recovery can stop it and all its
+children with one `killpg`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from musicgen_ft.inputs import TrainInputs
+
+from serving import jobfiles
+from serving.config import REPO_ROOT, ServerConfig
+from serving.ids import new_version_id
+from serving.store import Store, TrainingRow
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, str], None]
+POLL_S = 0.25
+WEIGHTS_NAME = "trained_model.tar"
+
+
+def trainer_argv(prefix: tuple[str, ...], inputs: TrainInputs, out_dir: Path) -> list[str]:
+    """The trainer's command line: `prefix`, the output dir, then every input as `--name v`."""
+    argv = [*prefix, "--output_dir", str(out_dir)]
+    for f in fields(inputs):
+        value = getattr(inputs, f.name)
+        if value is None:
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        argv += [f"--{f.name}", text]
+    return argv
+
+
+def trainer_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"  # log lines in the order they were printed
+    if not env.get("USER"):  # AudioCraft's config interpolates ${oc.env:USER}
+        try:
+            env["USER"] = getpass.getuser()
+        except (KeyError, OSError):
+            env["USER"] = "musicgen-ft"
+    return env
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def is_our_trainer(pid: int, out_dir: Path) -> bool:
+    """Whether `pid` still runs the trainer of this job (guards against reused pids)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(out_dir).encode() in cmdline
+
+
+def failure_message(returncode: int, logs: str) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return f"The trainer was killed by {name} (out of memory, or stopped from outside)."
+    return jobfiles.last_line(logs) or f"The trainer exited with code {returncode}."
+
+
+@dataclass
+class _Running:
+    id: str
+    proc: subprocess.Popen[bytes] | None = None
+    cancel_at: float | None = None
+
+
+class Worker:
+    """One thread that takes the oldest `starting` training and runs it to its end."""
+
+    def __init__(self, store: Store, config: ServerConfig, emit: Emit) -> None:
+        self._store = store
+        self._config = config
+        self._emit = emit
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._running: _Running | None = None
+        self._thread = threading.Thread(target=self._loop, name="trainer-worker", daemon=True)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a crash: end what was running as failed (logs kept); keep what was queued."""
+        for row in self._store.trainings_with_status("processing"):
+            out_dir = jobfiles.output_dir(self._config.data_dir, row.id)
+            if row.pid is not None and is_our_trainer(row.pid, out_dir):
+                kill_group(row.pid)
+            message = (
+                "The server stopped while this training was running (killed or restarted); "
+                "the training did not finish. Its logs are kept. Start a new training to retry."
+            )
+            jobfiles.note(self._config.data_dir, row.id, message)
+            if self._store.finish(row.id, "failed", error=message):
+                self._emit(row.id, "completed")
+
+    def start(self) -> None:
+        self._thread.start()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop taking jobs; a running trainer is killed and its training ends failed."""
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            running = self._running
+        if running is not None and running.proc is not None:
+            kill_group(running.proc.pid)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def cancel(self, training_id: str) -> None:
+        """Stop the trainer of `training_id` if it is the one running: SIGTERM, then SIGKILL
+        after the grace period. The caller has already marked the training canceled."""
+        with self._lock:
+            running = self._running
+            if running is None or running.id != training_id:
+                return
+            running.cancel_at = time.monotonic()
+            proc = running.proc
+        jobfiles.note(self._config.data_dir, training_id, "canceled by an API request")
+        if proc is not None:
+            kill_group(proc.pid, signal.SIGTERM)
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            queued = self._store.trainings_with_status("starting")
+            if not queued:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            try:
+                self._run(queued[0])
+            except Exception as exc:  # keep serving; the job itself ends failed
+                log.exception("training %s crashed the worker", queued[0].id)
+                if self._store.finish(queued[0].id, "failed", error=f"internal error: {exc}"):
+                    self._emit(queued[0].id, "completed")
+
+    def _run(self, row: TrainingRow) -> None:
+        if not self._store.mark_processing(row.id):
+            return  # canceled while queued
+        data_dir = self._config.data_dir
+        out_dir = jobfiles.output_dir(data_dir, row.id)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        inputs = TrainInputs.from_dict(
+            {**row.input, "allow_private_urls": self._config.allow_private_urls}
+        )
+        argv = trainer_argv(self._config.trainer_command, inputs, out_dir)
+        jobfiles.note(data_dir, row.id, f"training {row.id} started (engine {row.version[:12]})")
+        with self._lock:
+            running = self._running = _Running(row.id)
+        self._emit(row.id, "logs")
+        with jobfiles.log_path(data_dir, row.id).open("ab") as log_file:
+            proc = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=trainer_env(),
+                start_new_session=True,
+            )
+        self._store.set_pid(row.id, proc.pid)
+        with self._lock:
+            running.proc = proc
+            canceled = running.cancel_at is not None
+        if canceled:
+            kill_group(proc.pid, signal.SIGTERM)
+        try:
+            returncode = self._watch(running, proc)
+        finally:
+            kill_group(proc.pid)  # nothing of the job outlives it
+            with self._lock:
+                self._running = None
+        self._finish(row, returncode, out_dir)
+
+    def _watch(self, running: _Running, proc: subprocess.Popen[bytes]) -> int:
+        path = jobfiles.log_path(self._config.data_dir, running.id)
+        size = -1
+        while True:
+            try:
+                returncode: int | None = proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            new_size = path.stat().st_size if path.exists() else 0
+            if new_size != size:
+                size = new_size
+                self._emit(running.id, "logs")
+            if returncode is not None:
+                return returncode
+            with self._lock:
+                cancel_at = running.cancel_at
+            if cancel_at is not None and time.monotonic() - cancel_at > self._config.cancel_grace_s:
+                kill_group(proc.pid)
+
+    def _finish(self, row: TrainingRow, returncode: int, out_dir: Path) -> None:
+        data_dir = self._config.data_dir
+        if self._stop.is_set() and returncode != 0:
+            message = "The server was shut down while this training was running."
+            jobfiles.note(data_dir, row.id, message)
+            if self._store.finish(row.id, "failed", error=message):
+                self._emit(row.id, "completed")
+            return
+        logs = jobfiles.read_logs(data_dir, row.id)
+        weights = out_dir / WEIGHTS_NAME
+        if returncode == 0 and not weights.is_file():
+            returncode, logs = 1, f"The trainer exited without writing {weights.name}."
+        if returncode != 0:
+            if self._store.finish(row.id, "failed", error=failure_message(returncode, logs)):
+                self._emit(row.id, "completed")
+            return
+        owner, name = row.destination.split("/", 1)
+        training = self._store.training(row.id)
+        if training is None or training.status != "processing":
+            return  # canceled as it finished: no version
+        version = self._store.add_version(
+            id=new_version_id(),
+            token_id=row.token_id,
+            owner=owner,
+            name=name,
+            training_id=row.id,
+            weights=weights,
+        )
+        jobfiles.note(data_dir, row.id, f"new version {row.destination}:{version.id}")
+        if self._store.finish(row.id, "succeeded", output_version=version.id):
+            self._emit(row.id, "completed")

@@ -1,0 +1,108 @@
+"""Export a fine-tune: `trained_model.tar`, a real tar archive written atomically.
+
+Layout (documented in docs/trained_model.md):
+
+    trained_model.tar
+    ├── state_dict.bin    the fine-tuned LM in the released MusicGen format
+    │                     ({"best_state", "xp.cfg", "version", "exported"})
+    ├── xp.cfg            the solver config of the fine-tune (YAML)
+    └── metadata.json     inputs, base model, dataset report, versions, timings, metrics
+
+Extracted into a folder next to the base model's `compression_state_dict.bin`, it loads with
+stock `MusicGen.get_pretrained(folder)` (inference/loading.py does exactly that).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from musicgen_ft.atomic import atomic_write_bytes_from
+from musicgen_ft.errors import TrainingError
+from musicgen_ft.variants import LM_FILE
+
+METADATA_FILE = "metadata.json"
+CONFIG_FILE = "xp.cfg"
+TAR_NAME = "trained_model.tar"
+
+
+def export_lm(checkpoint: Path) -> tuple[dict[str, Any], str]:
+    """Return the released-format LM package of a solver checkpoint and its config YAML.
+
+    The weights are the solver's best state: the model at its lowest validation loss (the
+    EMA weights when EMA was on). The checkpoint was written by this job's own run, so it is
+    loaded with `weights_only=False` (it holds an OmegaConf config).
+    """
+    from audiocraft import __version__ as ac_version
+
+    try:
+        pkg = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise TrainingError(f"cannot read the training checkpoint {checkpoint}: {exc}") from None
+    best = pkg.get("fsdp_best_state") or pkg.get("best_state")
+    if not best or "model" not in best:
+        raise TrainingError(f"the checkpoint {checkpoint} has no best state to export")
+    cfg_yaml = OmegaConf.to_yaml(pkg["xp.cfg"])
+    lm_pkg = {
+        "best_state": best["model"],
+        "xp.cfg": cfg_yaml,
+        "version": ac_version,
+        "exported": True,
+    }
+    return lm_pkg, cfg_yaml
+
+
+def read_history(xp_dir: Path) -> list[dict[str, Any]]:
+    """Per-epoch metrics Dora recorded for the run (train/valid cross-entropy, ...)."""
+    path = xp_dir / "history.json"
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return []
+    return data if isinstance(data, list) else []
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(time.time())
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_tar(out_path: Path, xp_dir: Path, metadata: dict[str, Any]) -> Path:
+    """Write `trained_model.tar` for the experiment in `xp_dir`; return its path."""
+    lm_pkg, cfg_yaml = export_lm(xp_dir / "checkpoint.th")
+    buffer = io.BytesIO()
+    torch.save(lm_pkg, buffer)
+    lm_bytes = buffer.getvalue()
+    metadata = dict(metadata)
+    metadata["history"] = read_history(xp_dir)
+
+    def write(tmp: Path) -> None:
+        with tarfile.open(tmp, "w") as tar:
+            _add_bytes(tar, LM_FILE, lm_bytes)
+            _add_bytes(tar, CONFIG_FILE, cfg_yaml.encode("utf-8"))
+            _add_bytes(
+                tar, METADATA_FILE, json.dumps(metadata, indent=2, default=str).encode("utf-8")
+            )
+
+    atomic_write_bytes_from(out_path, write)
+    return out_path
+
+
+def read_metadata(tar_path: Path) -> dict[str, Any]:
+    with tarfile.open(tar_path, "r") as tar:
+        member = tar.extractfile(METADATA_FILE)
+        if member is None:
+            raise TrainingError(f"{tar_path} has no {METADATA_FILE}")
+        return json.loads(member.read().decode("utf-8"))

@@ -1,0 +1,117 @@
+"""Run AudioCraft's MusicGen solver through Dora as a checked subprocess."""
+
+from __future__ import annotations
+
+import collections
+import getpass
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from musicgen_ft.errors import TrainingError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOG_TAIL_LINES = 40
+
+
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def dora_command(overrides: list[str], world_size: int) -> list[str]:
+    """`dora run` of our entry point; `-d` (one process per GPU) when several GPUs are used."""
+    cmd = [sys.executable, "-m", "dora", "-P", "training", "--main_module", "solver_main", "run"]
+    if world_size > 1:
+        cmd.append("-d")
+    return cmd + list(overrides)
+
+
+def training_env(dora_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["AUDIOCRAFT_DORA_DIR"] = str(dora_dir)
+    # AudioCraft's base config interpolates ${oc.env:USER}.
+    env.setdefault("USER", _user())
+    # Solver checkpoints hold an OmegaConf config, which torch's weights_only loader refuses;
+    # they are written by this very run, so they are trusted.
+    env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        return "musicgen-ft"
+
+
+def run_training(
+    overrides: list[str],
+    world_size: int,
+    dora_dir: Path,
+    log_path: Path,
+    on_line: Callable[[str], None] | None = None,
+) -> Path:
+    """Run the solver; return the experiment folder (holding `checkpoint.th`).
+
+    Streams the child's output to `log_path` and `on_line`. Raises TrainingError with the
+    exit code and the last lines of the log when the run fails.
+    """
+    dora_dir.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = dora_command(overrides, world_size)
+    tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        process = subprocess.Popen(
+            cmd,
+            cwd=PROJECT_ROOT,
+            env=training_env(dora_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                tail.append(line.rstrip("\n"))
+                if on_line is not None:
+                    on_line(line.rstrip("\n"))
+            code = process.wait()
+        except BaseException:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    if code != 0:
+        raise TrainingError(
+            f"training failed: `dora run` exited with code {code} (full log: {log_path})",
+            log_tail="\n".join(tail),
+            returncode=code,
+        )
+    return experiment_folder(dora_dir)
+
+
+def experiment_folder(dora_dir: Path) -> Path:
+    """The one experiment of this job's Dora folder (each job has its own folder)."""
+    xps = [p for p in (dora_dir / "xps").glob("*") if p.is_dir()]
+    if len(xps) != 1:
+        raise TrainingError(
+            f"expected one experiment under {dora_dir / 'xps'}, found {len(xps)}"
+        )
+    checkpoint = xps[0] / "checkpoint.th"
+    if not checkpoint.is_file():
+        raise TrainingError(f"training finished without a checkpoint at {checkpoint}")
+    return xps[0]
