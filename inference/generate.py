@@ -124,13 +124,14 @@ def write_audio(wav, sample_rate: int, output: Path, fmt: str, strategy: str) ->
     import torch
     from audiocraft.data.audio import audio_write
 
-    from preprocessing.audio import normalize_loudness
+    from preprocessing.loudness import loudness_gain_db
 
     normalize = True
     if strategy == "loudness":
         array = wav.numpy().T.astype(np.float32)
-        if np.any(array):
-            array = normalize_loudness(array, sample_rate, target_lufs=-14.0, peak_dbfs=-1.0)
+        gain = loudness_gain_db(array, sample_rate, target_lufs=-14.0, peak_dbfs=-1.0)
+        if gain is not None:
+            array = array * np.float32(10 ** (gain / 20))
         wav = torch.from_numpy(np.ascontiguousarray(array.T))
         normalize = False
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -155,6 +155,8 @@ def run_job(
                     "pass --drop_vocals false"
                 ) from None
             _vocals_mod.check_available(_vocals_mod.VocalSettings())
+        if inputs.auto_labeling:
+            _label_stage_module()
         logger.info(
             "model_version=%s base=%s device=%s processes=%d batch_size=%d",
             variant.name, base_dir, resources.device, resources.world_size, batch_size,
@@ -244,7 +246,7 @@ def run_job(
     return JobResult(tar_path=tar_path, metadata=metadata, times=times)
 
 
-def _labels(chunks: list[Chunk], workdir: Path, report: DatasetReport) -> dict[str, Labels]:
+def _label_stage_module():  # type: ignore[no-untyped-def]
     try:
         from labeling import stage as label_stage
     except ImportError:
@@ -252,6 +254,11 @@ def _labels(chunks: list[Chunk], workdir: Path, report: DatasetReport) -> dict[s
             "auto_labeling=true: auto-labeling is not available in this build; "
             "pass --auto_labeling false"
         ) from None
+    return label_stage
+
+
+def _labels(chunks: list[Chunk], workdir: Path, report: DatasetReport) -> dict[str, Labels]:
+    label_stage = _label_stage_module()
     result = label_stage.run(chunks, label_stage.LabelSettings(), workdir)
     report.labeling = result.report
     return result.labels

@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   real fine-tune of the debug model on the bundled example (offline), one clip
+#   make test   lint, type checks and the whole test suite
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export USER ?= $(shell id -un 2>/dev/null || echo musicgen-ft)
+
+.PHONY: setup demo test lint pytest bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(PY) scripts/demo.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy musicgen_ft preprocessing labeling training inference serving train.py predict.py
+
+pytest: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
+
+test: lint pytest
+
+bench: setup
+	MUSICGEN_FT_BENCH=1 bash scripts/setup.sh
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf demo runs .pytest_cache .mypy_cache .ruff_cache
