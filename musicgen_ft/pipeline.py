@@ -142,9 +142,9 @@ def run_job(
         batch_size, batch_notes = plan_batch_size(
             inputs.batch_size, resources.world_size, variant
         )
-        for note in batch_notes:
-            logger.warning("batch_size: %s", note)
-        notes += batch_notes
+        notes += batch_notes + hyperparameter_notes(inputs)
+        for note in notes:
+            logger.warning("%s", note)
         base_dir = ensure_variant_weights(variant)
         if inputs.drop_vocals:
             try:
@@ -244,6 +244,23 @@ def run_job(
     metadata["timings"] = dict(times.seconds)
     metadata["peak_memory"] = peak_memory_mb()
     return JobResult(tar_path=tar_path, metadata=metadata, times=times)
+
+
+def hyperparameter_notes(inputs: TrainInputs) -> list[str]:
+    """Warnings for settings that do not do what users usually expect."""
+    notes = []
+    if inputs.optimizer == "dadam" and inputs.lr < 0.1:
+        notes.append(
+            f"optimizer=dadam with lr={inputs.lr:g}: D-Adaptation scales its own step size by "
+            "lr, so values far below 1 nearly freeze training; for small learning rates use "
+            "optimizer=adamw"
+        )
+    if inputs.optimizer == "adamw" and inputs.lr >= 0.01:
+        notes.append(
+            f"optimizer=adamw with lr={inputs.lr:g} is likely to diverge; 1e-5..1e-4 is usual "
+            "for fine-tuning"
+        )
+    return notes
 
 
 def _label_stage_module():  # type: ignore[no-untyped-def]

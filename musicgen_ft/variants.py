@@ -61,7 +61,6 @@ class Variant:
 
 _STEREO = (
     "interleave_stereo_codebooks.use=true",
-    "channels=2",
     "transformer_lm.n_q=8",
     "codebooks_pattern.delay.delays=[0,0,1,1,2,2,3,3]",
 )

@@ -80,7 +80,53 @@ ASSETS: dict[str, Asset] = {
         used_for="text encoder of every released MusicGen",
     ),
     # --- Demucs (vocal removal; melody conditioning) -------------------------------------
+    # Owned by preprocessing/ (issue 3). Demucs's public checkpoint, saved to
+    # $MUSICGEN_FT_MODELS/demucs/, where preprocessing.vocals looks first (then the torch hub
+    # cache). Demucs names its files `<sig>-<first 8 hex of their SHA-256>.th` and checks that
+    # prefix itself when it loads them; `_verify` checks the same prefix here.
+    "htdemucs": Asset(
+        name="htdemucs",
+        source="url",
+        location="https://dl.fbaipublicfiles.com/demucs/hybrid_transformer",
+        files=("955717e8-8726e21a.th",),
+        sha256={"955717e8-8726e21a.th": "8726e21a"},
+        dest="demucs",
+        used_for="Demucs htdemucs: vocal removal (drop_vocals) and melody conditioning",
+    ),
     # --- Essentia taggers (auto-labeling) -------------------------------------------------
+    # Owned by labeling/ (issue 4). ONNX releases of Essentia's Discogs-EffNet models, run with
+    # onnxruntime (labeling/taggers.py). The .json files carry the class names. Checksums of the
+    # files as published at essentia.upf.edu (2023-05-16 uploads), as pinned by several public
+    # projects; a mismatch fails the download.
+    "essentia": Asset(
+        name="essentia",
+        source="url",
+        location="https://essentia.upf.edu/models/",
+        files=(
+            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.onnx",
+            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.json",
+            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.onnx",
+            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.json",
+            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.onnx",
+            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.json",
+        ),
+        sha256={
+            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.onnx":
+                "a280825b334797cf677939db8cd5762c0392aedd0ca6415dbc1cd083f045e43c",
+            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.json":
+                "a2e85b2e7372d5f8e0f35bdd6aeae1139f101087d183d0b2fb60b0ea0f01a0ff",
+            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.onnx":
+                "7d6270acaa5f4bba4b115a0d6849aca05ed6bd153dcb6d9da4f6ab9f99ef10ff",
+            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.json":
+                "d62cd90263e4d613fa7fcce7a831e339450394794af63685f96e065c1a896ab0",
+            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.onnx":
+                "9ae2d9e763d66bd8eed654d1ac3aa171e6539cb8a0e11f3dcd53df1428980802",
+            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.json":
+                "7d02204c6451b5615e2968ec6364bbae3b915c886e608f05f00d3a38dc5177c4",
+        },
+        dest="essentia",
+        used_for="auto-labels: genres, moods/themes, instruments (CC BY-NC-SA 4.0, MTG-UPF)",
+    ),
 }
 
 

@@ -48,5 +48,5 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
         )
     register_search_path()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(str(AUDIOCRAFT_CONFIG_DIR), version_base="1.1"):
+    with initialize_config_dir(str(AUDIOCRAFT_CONFIG_DIR), version_base="1.1"):  # as AudioCraft
         return compose("config", list(overrides))

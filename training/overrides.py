@@ -120,9 +120,6 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         f"logging.log_updates={min(inp.updates_per_epoch, LOG_LINES_PER_EPOCH)}",
         "efficient_attention_backend=torch",
     ]
-    if v.melody:
-        # The chroma of each training example is computed on the fly from its own audio.
-        overrides.append("conditioners.self_wav.chroma_stem.cache_path=null")
     return overrides
 
 

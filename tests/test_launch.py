@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from musicgen_ft.errors import TrainingError
+from training.launch import dora_command, experiment_folder, run_training
+
+
+def test_ddp_flag_only_with_several_processes() -> None:
+    assert "-d" not in dora_command(["a=1"], 1)
+    cmd = dora_command(["a=1"], 8)
+    assert cmd[cmd.index("run") + 1] == "-d" and cmd[-1] == "a=1"
+
+
+def test_failed_run_surfaces_exit_code_and_log_tail(tmp_path: Path) -> None:
+    lines: list[str] = []
+    with pytest.raises(TrainingError) as err:
+        run_training(
+            ["solver=musicgen/musicgen_base_32khz", "dset=audio/musicgen_ft",
+             "optim.optimizer=not_an_optimizer"],
+            world_size=1,
+            dora_dir=tmp_path / "dora",
+            log_path=tmp_path / "training.log",
+            on_line=lines.append,
+        )
+    assert err.value.returncode not in (None, 0)
+    assert "exited with code" in str(err.value)
+    assert err.value.log_tail and err.value.log_tail in str(err.value)
+    assert lines and (tmp_path / "training.log").read_text().startswith("$ ")
+
+
+def test_experiment_folder_requires_exactly_one_checkpointed_xp(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError):
+        experiment_folder(tmp_path)
+    (tmp_path / "xps" / "abc").mkdir(parents=True)
+    with pytest.raises(TrainingError, match="without a checkpoint"):
+        experiment_folder(tmp_path)
+    (tmp_path / "xps" / "abc" / "checkpoint.th").write_bytes(b"x")
+    assert experiment_folder(tmp_path) == tmp_path / "xps" / "abc"

@@ -1,0 +1,171 @@
+"""Golden override lists per kind of variant, and a check that Hydra composes each of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from musicgen_ft.inputs import TrainInputs
+from musicgen_ft.variants import VARIANTS, get_variant
+from training.overrides import TrainPlan, build_overrides, schedule_overrides
+
+COMMON_TAIL = [
+    "datasource.train=/job/egs/train",
+    "datasource.valid=/job/egs/valid",
+    "datasource.evaluate=/job/egs/valid",
+    "datasource.generate=/job/egs/valid",
+    "device=cuda",
+    "autocast=true",
+    "seed=2036",
+    "dataset.batch_size=16",
+    "dataset.num_workers=2",
+    "dataset.segment_duration=30",
+    "dataset.valid.num_samples=3",
+    "dataset.evaluate.num_samples=3",
+    "dataset.generate.num_samples=3",
+    "optim.epochs=3",
+    "optim.updates_per_epoch=100",
+    "optim.optimizer=dadam",
+    "optim.lr=1",
+    "optim.ema.use=false",
+    "optim.ema.device=cuda",
+    "schedule.lr_scheduler=cosine",
+    "schedule.cosine.warmup=8",
+    "classifier_free_guidance.training_dropout=0.3",
+    "evaluate.every=3",
+    "generate.every=3",
+    "generate.lm.top_k=250",
+    "generate.audio.strategy=peak",
+    "checkpoint.save_every=1",
+    "checkpoint.keep_last=1",
+    "logging.log_tensorboard=false",
+    "logging.log_updates=20",
+    "efficient_attention_backend=torch",
+]
+
+
+def plan_for(name: str, **changes: object) -> TrainPlan:
+    values: dict[str, object] = {
+        "inputs": TrainInputs(dataset_path="d.zip", model_version=name).validate(),
+        "variant": get_variant(name),
+        "base_model_dir": Path(f"/models/{name}"),
+        "egs_dir": Path("/job/egs"),
+        "batch_size": 16,
+        "world_size": 8,
+        "device": "cuda",
+        "valid_examples": 3,
+    }
+    values.update(changes)
+    return TrainPlan(**values)  # type: ignore[arg-type]
+
+
+def head(name: str, solver: str, lm: list[str], channels: int) -> list[str]:
+    return [
+        f"solver=musicgen/{solver}",
+        "dset=audio/musicgen_ft",
+        *lm,
+        "sample_rate=32000",
+        f"channels={channels}",
+        f"continue_from=//pretrained//models/{name}",
+        f"compression_model_checkpoint=//pretrained//models/{name}",
+        "datasource.max_sample_rate=32000",
+        f"datasource.max_channels={channels}",
+    ]
+
+
+def test_golden_mono() -> None:
+    expected = head("small", "musicgen_base_32khz", ["model/lm/model_scale=small"], 1)
+    assert build_overrides(plan_for("small")) == expected + COMMON_TAIL
+
+
+def test_golden_stereo_interleaves_codebooks() -> None:
+    lm = [
+        "model/lm/model_scale=medium",
+        "interleave_stereo_codebooks.use=true",
+        "transformer_lm.n_q=8",
+        "codebooks_pattern.delay.delays=[0,0,1,1,2,2,3,3]",
+    ]
+    expected = head("stereo-medium", "musicgen_base_32khz", lm, 2)
+    assert build_overrides(plan_for("stereo-medium")) == expected + COMMON_TAIL
+
+
+def test_golden_melody_uses_the_chroma_solver() -> None:
+    expected = head("melody", "musicgen_melody_32khz", ["model/lm/model_scale=medium"], 1)
+    assert build_overrides(plan_for("melody")) == expected + COMMON_TAIL
+
+
+def test_golden_stereo_melody() -> None:
+    lm = [
+        "model/lm/model_scale=medium",
+        "interleave_stereo_codebooks.use=true",
+        "transformer_lm.n_q=8",
+        "codebooks_pattern.delay.delays=[0,0,1,1,2,2,3,3]",
+    ]
+    expected = head("stereo-melody", "musicgen_melody_32khz", lm, 2)
+    assert build_overrides(plan_for("stereo-melody")) == expected + COMMON_TAIL
+
+
+def test_golden_debug_on_cpu() -> None:
+    plan = plan_for("debug", device="cpu", world_size=1, num_workers=0)
+    got = build_overrides(plan)
+    assert got[:9] == head(
+        "debug",
+        "musicgen_base_32khz",
+        [
+            "model/lm/model_scale=debug",
+            "transformer_lm.card=64",
+            "conditioners.description.model=lut",
+            "+conditioners.description.lut.n_bins=256",
+            "+conditioners.description.lut.dim=32",
+            "+conditioners.description.lut.tokenizer=noop",
+        ],
+        1,
+    )[:9]
+    assert "device=cpu" in got and "autocast=false" in got and "optim.ema.device=cpu" in got
+    assert "generate.lm.top_k=64" in got  # never above the codebook size
+    assert "dataset.num_workers=0" in got
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "expected"),
+    [
+        ("cosine", ["schedule.lr_scheduler=cosine", "schedule.cosine.warmup=8"]),
+        ("linear_warmup", ["schedule.lr_scheduler=linear_warmup",
+                           "schedule.linear_warmup.warmup=8"]),
+        ("inverse_sqrt", ["schedule.lr_scheduler=inverse_sqrt", "schedule.inverse_sqrt.warmup=8"]),
+        ("polynomial_decay", ["schedule.lr_scheduler=polynomial_decay",
+                              "schedule.polynomial_decay.warmup=8"]),
+        ("none", ["schedule.lr_scheduler=null"]),
+    ],
+)
+def test_schedules_carry_the_warmup(scheduler: str, expected: list[str]) -> None:
+    inputs = TrainInputs(dataset_path="d", lr_scheduler=scheduler)
+    assert schedule_overrides(inputs, 300) == expected
+
+
+def test_exponential_schedule_decays_to_one_percent() -> None:
+    out = schedule_overrides(TrainInputs(dataset_path="d", lr_scheduler="exponential"), 100)
+    decay = float(out[1].split("=")[1])
+    assert out[0] == "schedule.lr_scheduler=exponential"
+    assert decay**100 == pytest.approx(0.01, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_hydra_composes_every_variant(name: str) -> None:
+    """The overrides are valid against AudioCraft's config tree plus ours (no weights needed)."""
+    from training.hydra_config import compose_config
+
+    cfg = compose_config(build_overrides(plan_for(name)))
+    variant = VARIANTS[name]
+    assert cfg.solver == "musicgen"
+    assert cfg.transformer_lm.n_q == variant.n_q
+    assert cfg.transformer_lm.card == variant.card
+    assert cfg.channels == variant.channels
+    assert cfg.interleave_stereo_codebooks.use is variant.stereo
+    assert cfg.datasource.train == "/job/egs/train"
+    assert cfg.optim.epochs == 3 and cfg.optim.updates_per_epoch == 100
+    assert cfg.schedule.cosine.warmup == 8
+    assert ("self_wav" in cfg.conditioners) is variant.melody
+    expected_dim = {"small": 1024, "stereo-small": 1024, "debug": 64}.get(name, 1536)
+    assert cfg.transformer_lm.dim == expected_dim
