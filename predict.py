@@ -35,18 +35,20 @@ class Predictor(BasePredictor):
         ),
         duration: float = Input(description="Seconds of audio to generate.", default=8.0, ge=0.1),
         continuation: bool = Input(description="Continue input_audio.", default=False),
-        continuation_start: float = Input(description="Start of the prompt in input_audio (s).",
-                                          default=0.0, ge=0),
-        continuation_end: float = Input(description="End of the prompt in input_audio (s).",
-                                        default=None),
-        normalization_strategy: str = Input(description="Output normalization.",
-                                            default="loudness", choices=list(NORMALIZATION)),
+        continuation_start: float = Input(
+            description="Start of the prompt in input_audio (s).", default=0.0, ge=0
+        ),
+        continuation_end: float = Input(
+            description="End of the prompt in input_audio (s).", default=None
+        ),
+        normalization_strategy: str = Input(
+            description="Output normalization.", default="loudness", choices=list(NORMALIZATION)
+        ),
         top_k: int = Input(description="Sample from the k most likely tokens.", default=250),
         top_p: float = Input(description="Nucleus sampling (0 disables).", default=0.0),
         temperature: float = Input(description="Sampling temperature.", default=1.0),
         classifier_free_guidance: float = Input(description="Guidance strength.", default=3.0),
-        output_format: str = Input(description="wav or mp3.", default="wav",
-                                   choices=list(FORMATS)),
+        output_format: str = Input(description="wav or mp3.", default="wav", choices=list(FORMATS)),
         seed: int = Input(description="Random seed (-1 or empty: random).", default=None),
         replicate_weights: str = Input(
             description="Another trained_model.tar (URL or path) to swap in without restarting.",
@@ -73,8 +75,9 @@ class Predictor(BasePredictor):
         )
         wav = generate(self.loaded, params)
         out = _Path(tempfile.mkdtemp(prefix="musicgen-ft-out-")) / f"output.{output_format}"
-        path = write_audio(wav, self.loaded.model.sample_rate, out, output_format,
-                           normalization_strategy)
+        path = write_audio(
+            wav, self.loaded.model.sample_rate, out, output_format, normalization_strategy
+        )
         return Path(path)
 
 

@@ -29,19 +29,24 @@ class TrainingOutput(BaseModel):
 
 def train(
     dataset_path: Path = Input(description=_desc("dataset_path")),
-    model_version: str = Input(description=_desc("model_version"), default="stereo-melody",
-                               choices=_VERSIONS),
+    model_version: str = Input(
+        description=_desc("model_version"), default="stereo-melody", choices=_VERSIONS
+    ),
     auto_labeling: bool = Input(description=_desc("auto_labeling"), default=True),
     drop_vocals: bool = Input(description=_desc("drop_vocals"), default=True),
+    demucs_model: str = Input(description=_desc("demucs_model"), default="htdemucs"),
+    labels_file: Path = Input(description=_desc("labels_file"), default=None),
     one_same_description: str = Input(description=_desc("one_same_description"), default=None),
     epochs: int = Input(description=_desc("epochs"), default=3, ge=1, le=10000),
     updates_per_epoch: int = Input(description=_desc("updates_per_epoch"), default=100, ge=1),
     batch_size: int = Input(description=_desc("batch_size"), default=16, ge=1),
-    optimizer: str = Input(description=_desc("optimizer"), default="dadam",
-                           choices=list(OPTIMIZERS)),
+    optimizer: str = Input(
+        description=_desc("optimizer"), default="dadam", choices=list(OPTIMIZERS)
+    ),
     lr: float = Input(description=_desc("lr"), default=1.0),
-    lr_scheduler: str = Input(description=_desc("lr_scheduler"), default="cosine",
-                              choices=list(LR_SCHEDULERS)),
+    lr_scheduler: str = Input(
+        description=_desc("lr_scheduler"), default="cosine", choices=list(LR_SCHEDULERS)
+    ),
     warmup: int = Input(description=_desc("warmup"), default=8, ge=0),
     cfg_p: float = Input(description=_desc("cfg_p"), default=0.3, ge=0.0, le=1.0),
     seed: int = Input(description=_desc("seed"), default=2036, ge=0),
@@ -55,6 +60,8 @@ def train(
         model_version=model_version,
         auto_labeling=auto_labeling,
         drop_vocals=drop_vocals,
+        demucs_model=demucs_model,
+        labels_file=str(labels_file) if labels_file else None,
         one_same_description=one_same_description,
         epochs=epochs,
         updates_per_epoch=updates_per_epoch,

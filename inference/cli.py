@@ -18,15 +18,24 @@ logger = logging.getLogger("inference")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="predict.py", description="Generate music with MusicGen.")
     p.add_argument("--weights", help="trained_model.tar (path or URL); default: a base model")
-    p.add_argument("--model_version", default=None,
-                   help="base model when no --weights (default: small)")
+    p.add_argument(
+        "--model_version", default=None, help="base model when no --weights (default: small)"
+    )
     p.add_argument("--prompt", default=None, help="text description")
     p.add_argument("--duration", type=float, default=8.0, help="seconds (default: 8)")
     p.add_argument("--output", default="output.wav", help="output file (default: output.wav)")
-    p.add_argument("--output_format", choices=FORMATS, default=None,
-                   help="wav or mp3 (default: from --output's extension, else wav)")
-    p.add_argument("--input_audio", type=Path, default=None,
-                   help="audio to continue (with --continuation) or a melody (melody variants)")
+    p.add_argument(
+        "--output_format",
+        choices=FORMATS,
+        default=None,
+        help="wav or mp3 (default: from --output's extension, else wav)",
+    )
+    p.add_argument(
+        "--input_audio",
+        type=Path,
+        default=None,
+        help="audio to continue (with --continuation) or a melody (melody variants)",
+    )
     p.add_argument("--continuation", action="store_true", help="continue input_audio")
     p.add_argument("--continuation_start", type=float, default=0.0)
     p.add_argument("--continuation_end", type=float, default=None)
@@ -44,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     output = Path(args.output)
-    fmt = args.output_format or (output.suffix.lstrip(".") if output.suffix in (".wav", ".mp3")
-                                 else "wav")
+    fmt = args.output_format or (
+        output.suffix.lstrip(".") if output.suffix in (".wav", ".mp3") else "wav"
+    )
     params = GenerateParams(
         prompt=args.prompt,
         duration=args.duration,
@@ -64,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = load_model(args.weights, args.model_version, args.device)
         wav = generate(loaded, params)
-        path = write_audio(wav, loaded.model.sample_rate, output, fmt,
-                           params.normalization_strategy)
+        path = write_audio(
+            wav, loaded.model.sample_rate, output, fmt, params.normalization_strategy
+        )
     except (InputError, FineTuneError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, InputError) else 1

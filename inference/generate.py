@@ -47,9 +47,7 @@ class GenerateParams:
                 f"got duration={self.duration:g}",
             )
         if self.normalization_strategy not in NORMALIZATION:
-            raise InputError(
-                "normalization_strategy", f"choose one of {', '.join(NORMALIZATION)}"
-            )
+            raise InputError("normalization_strategy", f"choose one of {', '.join(NORMALIZATION)}")
         if self.output_format not in FORMATS:
             raise InputError("output_format", f"choose one of {', '.join(FORMATS)}")
         if self.continuation and not variant.continuation:
@@ -78,11 +76,29 @@ def _load_audio(path: Path, start: float = 0.0, end: float | None = None):  # ty
     return torch.from_numpy(np.ascontiguousarray(piece.T)), sr
 
 
+def warn_if_prompt_is_off_vocabulary(loaded: LoadedModel, prompt: str | None) -> bool:
+    """Warn when a fine-tune's prompt shares no word with its training descriptions.
+
+    A fine-tuned style is only reached by prompts that overlap what it was trained on.
+    Returns True when a warning was given.
+    """
+    from labeling.vocabulary import check_prompt
+
+    vocabulary = loaded.metadata.get("vocabulary")
+    if not prompt or not vocabulary:
+        return False
+    check = check_prompt(prompt, vocabulary)
+    if not check.ok:
+        logger.warning("%s", check.message)
+    return not check.ok
+
+
 def generate(loaded: LoadedModel, params: GenerateParams):  # type: ignore[no-untyped-def]
     """Return the generated waveform [channels, samples] (a torch tensor)."""
     import torch
 
     params.validate(loaded)
+    warn_if_prompt_is_off_vocabulary(loaded, params.prompt)
     model = loaded.model
     card = loaded.variant.card
     top_k = params.top_k
@@ -137,7 +153,12 @@ def write_audio(wav, sample_rate: int, output: Path, fmt: str, strategy: str) ->
     output.parent.mkdir(parents=True, exist_ok=True)
     stem = output.with_suffix("") if output.suffix.lstrip(".") == fmt else output
     written = audio_write(
-        str(stem), wav, sample_rate, format=fmt, normalize=normalize,
-        strategy=strategy if normalize else "peak", add_suffix=True,
+        str(stem),
+        wav,
+        sample_rate,
+        format=fmt,
+        normalize=normalize,
+        strategy=strategy if normalize else "peak",
+        add_suffix=True,
     )
     return Path(written)

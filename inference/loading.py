@@ -128,6 +128,11 @@ def load_model(
         raise
     except Exception as exc:
         raise FineTuneError(f"cannot load the model from {folder}: {exc}") from exc
-    logger.info("loaded %s (%s, %d Hz, %d channel(s))", source, variant.name,
-                model.sample_rate, model.audio_channels)
+    logger.info(
+        "loaded %s (%s, %d Hz, %d channel(s))",
+        source,
+        variant.name,
+        model.sample_rate,
+        model.audio_channels,
+    )
     return LoadedModel(model=model, variant=variant, metadata=metadata, source=source)

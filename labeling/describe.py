@@ -1,52 +1,149 @@
-"""Descriptions and MusicInfo fields of a training example."""
+"""Descriptions and MusicInfo fields of a training example.
+
+Precedence of the text: the file's own caption (`songname.txt`) > `one_same_description` > the
+auto description composed from the labels. Unless `append_auto=False`, the auto description is
+appended to a given text. `one_same_description=""` (or None) means auto labels only.
+
+When there is no caption, no shared description and no label at all (tagger models absent and
+the audio has neither key nor beat, e.g. noise), the description falls back to the words of the
+source file name ("Rainy Night_v2.wav" -> "rainy night v2"), and `"music"` when the name has
+no letters. So no entry is ever written with an empty description, unless the caller asks for
+unconditional training (`unconditional=True`), where every description is "".
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
 from typing import Any
 
-from musicgen_ft.types import Chunk, Labels
+from musicgen_ft.types import Chunk, Labels, LabelScore
 
-MUSIC_INFO_FIELDS = (
-    "title", "artist", "key", "bpm", "genre", "moods", "keywords", "description", "name",
-    "instrument",
-)
+FALLBACK_TEXT = "music"
+# How many of each kind go into the sentence (the MusicInfo fields keep them all).
+DESCRIBE_GENRES, DESCRIBE_MOODS, DESCRIBE_INSTRUMENTS = 2, 2, 3
+
+
+def _join(words: list[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _names(scores: list[LabelScore], limit: int) -> list[str]:
+    seen: list[str] = []
+    for item in scores:
+        if item.label not in seen:
+            seen.append(item.label)
+    return seen[:limit]
+
+
+def key_text(labels: Labels) -> str | None:
+    if not labels.key:
+        return None
+    return f"{labels.key} {labels.scale}" if labels.scale else labels.key
+
+
+def compose_description(labels: Labels) -> str:
+    """A sentence from the labels, e.g. "Deep house and techno track, energetic and dark,
+    with synthesizer, drums and bass, in F# minor at 124 BPM". "" when there is no label."""
+    genres = _names(labels.genres, DESCRIBE_GENRES)
+    moods = _names(labels.moods, DESCRIBE_MOODS)
+    instruments = _names(labels.instruments, DESCRIBE_INSTRUMENTS)
+    parts: list[str] = []
+    head = f"{_join(genres)} track" if genres else ""
+    if moods:
+        head = f"{head}, {_join(moods)}" if head else f"{_join(moods)} music"
+    if head:
+        parts.append(head)
+    if instruments:
+        parts.append(f"with {_join(instruments)}")
+    tail = []
+    key = key_text(labels)
+    if key:
+        tail.append(f"in {key}")
+    if labels.bpm:
+        tail.append(f"at {round(labels.bpm)} BPM")
+    if tail:
+        parts.append(" ".join(tail))
+    if not parts:
+        return ""
+    text = ", ".join(parts) if head else "Music " + " ".join(parts)
+    return text[0].upper() + text[1:]
+
+
+def name_fallback(source: str) -> str:
+    """Words of a source file's name: 'dir/Rainy Night_v2.wav' -> 'rainy night v2'."""
+    stem = PurePosixPath(source).stem
+    words = re.findall(r"[^\W_]+", stem.lower())
+    text = " ".join(words)
+    return text if re.search(r"[^\W\d_]", text) else FALLBACK_TEXT
 
 
 def choose_description(
-    chunk: Chunk, labels: Labels | None, one_same_description: str | None
-) -> str:
-    """Per-file caption > one_same_description > the auto description."""
-    if chunk.caption:
-        return chunk.caption
-    if one_same_description:
-        return one_same_description.strip()
-    if labels is not None and labels.description:
-        return labels.description
-    return ""
+    chunk: Chunk,
+    labels: Labels | None,
+    one_same_description: str | None,
+    append_auto: bool = True,
+) -> tuple[str, str]:
+    """(description, where it came from: caption | shared | auto | caption+auto |
+    shared+auto | file name)."""
+    auto = ""
+    if labels is not None:
+        auto = (labels.description or compose_description(labels)).strip()
+    given, origin = None, ""
+    if chunk.caption and chunk.caption.strip():
+        given, origin = chunk.caption.strip(), "caption"
+    elif one_same_description and one_same_description.strip():
+        given, origin = one_same_description.strip(), "shared"
+    if given:
+        if append_auto and auto:
+            return f"{given.rstrip('. ')}. {auto}", f"{origin}+auto"
+        return given, origin
+    if auto:
+        return auto, "auto"
+    return name_fallback(chunk.source), "file name"
 
 
 def music_info(
-    chunk: Chunk, labels: Labels | None, one_same_description: str | None
+    chunk: Chunk,
+    labels: Labels | None,
+    one_same_description: str | None,
+    append_auto: bool = True,
+    unconditional: bool = False,
 ) -> dict[str, Any]:
-    """The MusicInfo fields AudioCraft reads for `chunk`, with the types it expects."""
-    # AudioCraft's MusicDataset requires every MusicInfo field to be present (None allowed).
-    info: dict[str, Any] = {field: None for field in MUSIC_INFO_FIELDS}
-    info |= {
+    """The MusicInfo fields AudioCraft reads for `chunk`, with the types it expects.
+
+    Every MusicInfo field is present (AudioCraft's MusicDataset requires them by default):
+    `genre`, `instrument`, `key`, `description`, `name`, `title`, `artist` are strings or None;
+    `moods` and `keywords` are lists of strings; `bpm` is a float or None.
+
+    Args:
+        chunk: The training example.
+        labels: Its automatic labels, if any.
+        one_same_description: Text shared by every file; "" or None for auto labels only.
+        append_auto: Append the auto description to a caption or shared text.
+        unconditional: Train without text: the description is "" (the only case it is empty).
+    """
+    if unconditional:
+        description, origin = "", "unconditional"
+    else:
+        description, origin = choose_description(chunk, labels, one_same_description, append_auto)
+    assert unconditional or description, "a conditional example must have a description"
+    lab = labels or Labels()
+    keywords = [s.label for s in lab.genres] + [s.label for s in lab.moods]
+    return {
         "name": chunk.chunk_id,
-        "title": chunk.source,
-        "description": choose_description(chunk, labels, one_same_description),
+        "title": PurePosixPath(chunk.source).stem,
+        "artist": None,
+        "description": description,
+        "description_origin": origin,
+        "key": key_text(lab),
+        "bpm": round(float(lab.bpm), 1) if lab.bpm else None,
+        "genre": lab.genres[0].label if lab.genres else None,
+        "moods": [s.label for s in lab.moods],
+        "instrument": ", ".join(s.label for s in lab.instruments) or None,
+        "keywords": list(dict.fromkeys(keywords)),
         "sample_rate": chunk.sample_rate,
         "channels": chunk.channels,
     }
-    if labels is not None:
-        if labels.key:
-            info["key"] = f"{labels.key} {labels.scale}" if labels.scale else labels.key
-        if labels.bpm:
-            info["bpm"] = round(float(labels.bpm), 1)
-        if labels.genres:
-            info["genre"] = labels.genres[0].label
-        if labels.moods:
-            info["moods"] = [m.label for m in labels.moods]
-        if labels.instruments:
-            info["instrument"] = ", ".join(i.label for i in labels.instruments)
-    return info

@@ -31,7 +31,10 @@ def atomic_write_bytes_from(path: Path, writer: Callable[[Path], None]) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes_from(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    atomic_write_bytes_from(path, write)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

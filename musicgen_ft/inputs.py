@@ -14,7 +14,17 @@ from musicgen_ft.errors import InputError
 from musicgen_ft.variants import get_variant
 
 OPTIMIZERS = ("dadam", "adamw")
-LR_SCHEDULERS = ("cosine", "exponential", "polynomial_decay", "inverse_sqrt", "linear_warmup", "none")
+LR_SCHEDULERS = (
+    "cosine",
+    "exponential",
+    "polynomial_decay",
+    "inverse_sqrt",
+    "linear_warmup",
+    "none",
+)
+
+
+OPTIONAL_TEXT = ("one_same_description", "labels_file")
 
 
 def _spec(description: str, **extra: Any) -> dict[str, Any]:
@@ -53,6 +63,17 @@ class TrainInputs:
     )
     drop_vocals: bool = field(
         default=True, metadata=_spec("Remove vocals with Demucs before training.")
+    )
+    demucs_model: str = field(
+        default="htdemucs",
+        metadata=_spec("Demucs model used to remove vocals (htdemucs, htdemucs_ft, mdx_extra...)."),
+    )
+    labels_file: str | None = field(
+        default=None,
+        metadata=_spec(
+            "Reviewed labels (CSV or JSONL exported with `python -m labeling.review export`) "
+            "that override the automatic ones, per source file or per chunk."
+        ),
     )
     one_same_description: str | None = field(
         default=None,
@@ -130,7 +151,9 @@ class TrainInputs:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise InputError(unknown[0], f"unknown input {unknown[0]!r}; accepted: {', '.join(known)}")
+            raise InputError(
+                unknown[0], f"unknown input {unknown[0]!r}; accepted: {', '.join(known)}"
+            )
         values: dict[str, Any] = {}
         for name, value in data.items():
             values[name] = coerce(name, value, field_type(known[name]))
@@ -150,7 +173,7 @@ def field_type(f: dataclasses.Field[Any]) -> type:
 def coerce(name: str, value: Any, kind: type) -> Any:
     """Coerce a CLI string or JSON value to `kind`, or raise InputError naming the field."""
     if value is None:
-        if name == "one_same_description":
+        if name in OPTIONAL_TEXT:
             return None
         raise InputError(name, f"{name} must not be null")
     if kind is bool:

@@ -1,6 +1,6 @@
 """The one place that orders and times the stages of a fine-tune.
 
-    fetch + prepare → vocals → labels → manifest → train → export
+    check → fetch + prepare → vocals → labels → manifest → train → export
 
 Cog's `train()`, the CLI (`train.py`) and the trainings server all call `run_job`; none of them
 holds pipeline logic. Every stage writes under its own folder of the job's work dir, which is
@@ -10,6 +10,7 @@ kept after a failure so it can be inspected.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import re
 import resource
@@ -21,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from musicgen_ft import __version__
-from musicgen_ft.errors import StageUnavailableError
 from musicgen_ft.inputs import TrainInputs
-from musicgen_ft.types import Chunk, DatasetReport, Labels
-from musicgen_ft.variants import Variant, get_variant
+from musicgen_ft.types import Chunk, Labels
+from musicgen_ft.variants import get_variant
 
 logger = logging.getLogger("musicgen_ft")
 
@@ -95,19 +95,28 @@ def versions() -> dict[str, str]:
     }
 
 
-def _vocals(chunks: list[Chunk], inputs: TrainInputs, variant: Variant, workdir: Path,
-            report: DatasetReport) -> list[Chunk]:
-    try:
-        from preprocessing import vocals
-    except ImportError:
-        raise StageUnavailableError(
-            "drop_vocals=true: vocal removal is not available in this build; "
-            "pass --drop_vocals false"
-        ) from None
-    settings = vocals.VocalSettings()
-    chunks, summary = vocals.remove_vocals(chunks, settings, workdir)
-    report.vocal_removal = summary
-    return chunks
+def hyperparameter_notes(inputs: TrainInputs) -> list[str]:
+    """Warnings for settings that do not do what users usually expect."""
+    notes = []
+    if inputs.optimizer == "dadam" and inputs.lr < 0.1:
+        notes.append(
+            f"optimizer=dadam with lr={inputs.lr:g}: D-Adaptation scales its own step size by "
+            "lr, so values far below 1 nearly freeze training; for small learning rates use "
+            "optimizer=adamw"
+        )
+    if inputs.optimizer == "adamw" and inputs.lr >= 0.01:
+        notes.append(
+            f"optimizer=adamw with lr={inputs.lr:g} is likely to diverge; 1e-5..1e-4 is usual "
+            "for fine-tuning"
+        )
+    return notes
+
+
+def data_workers(device: str, world_size: int) -> int:
+    """Data-loader workers per training process."""
+    if device != "cuda":
+        return 0
+    return max(1, min(4, (os.cpu_count() or 2) // world_size - 1))
 
 
 def run_job(
@@ -119,8 +128,12 @@ def run_job(
 
     Raises a FineTuneError subclass with a one-line reason on any user-facing failure.
     """
-    from labeling.describe import music_info
+    from labeling import review
+    from labeling import stage as labeling
+    from labeling.models import default_models_dir
+    from labeling.vocabulary import build_vocabulary
     from musicgen_ft.weights import ensure_variant_weights
+    from preprocessing import vocals
     from preprocessing.audio import PrepSettings
     from preprocessing.fetch import FetchSettings
     from preprocessing.stage import prepare
@@ -136,6 +149,12 @@ def run_job(
     workdir = output_dir / "work"
     times = StageTimes()
     notes: list[str] = []
+    vocal_settings = vocals.VocalSettings(
+        enabled=inputs.drop_vocals, model=inputs.demucs_model
+    ).validate()
+    label_settings = labeling.LabelSettings(
+        enabled=inputs.auto_labeling, models_dir=default_models_dir()
+    )
 
     # Everything that can be refused is checked before any heavy work.
     with times.stage("check"):
@@ -145,21 +164,19 @@ def run_job(
         notes += batch_notes + hyperparameter_notes(inputs)
         for note in notes:
             logger.warning("%s", note)
+        label_overrides = (
+            review.load_overrides(Path(inputs.labels_file)) if inputs.labels_file else {}
+        )
         base_dir = ensure_variant_weights(variant)
         if inputs.drop_vocals:
-            try:
-                from preprocessing import vocals as _vocals_mod
-            except ImportError:
-                raise StageUnavailableError(
-                    "drop_vocals=true: vocal removal is not available in this build; "
-                    "pass --drop_vocals false"
-                ) from None
-            _vocals_mod.check_available(_vocals_mod.VocalSettings())
-        if inputs.auto_labeling:
-            _label_stage_module()
+            vocals.check_available(vocal_settings)
         logger.info(
             "model_version=%s base=%s device=%s processes=%d batch_size=%d",
-            variant.name, base_dir, resources.device, resources.world_size, batch_size,
+            variant.name,
+            base_dir,
+            resources.device,
+            resources.world_size,
+            batch_size,
         )
 
     with times.stage("prepare"):
@@ -169,7 +186,10 @@ def run_job(
         report = dataset.report
         logger.info(
             "dataset: %d files used, %d rejected, %d chunks, %.1f min",
-            len(report.files_used), len(report.files_rejected), report.chunks, report.minutes,
+            len(report.files_used),
+            len(report.files_rejected),
+            report.chunks,
+            report.minutes,
         )
         for rejected in report.files_rejected:
             logger.warning("skipped %s: %s", rejected.path, rejected.reason)
@@ -177,25 +197,27 @@ def run_job(
 
     if inputs.drop_vocals:
         with times.stage("vocals"):
-            chunks = _vocals(chunks, inputs, variant, workdir / "vocals", report)
+            chunks, report.vocal_removal = vocals.remove_vocals(
+                chunks, vocal_settings, workdir / "vocals"
+            )
     else:
         report.vocal_removal = {"applied": False, "reason": "drop_vocals=false"}
 
     labels: dict[str, Labels] = {}
     if inputs.auto_labeling:
         with times.stage("labels"):
-            labels = _labels(chunks, workdir / "labels", report)
+            result = labeling.run(chunks, label_settings, workdir / "labels")
+            labels, report.labeling = result.labels, result.report
     else:
         report.labeling = {"applied": False, "reason": "auto_labeling=false"}
 
     with times.stage("manifest"):
-        infos = {
-            c.chunk_id: music_info(c, labels.get(c.chunk_id), inputs.one_same_description)
-            for c in chunks
-        }
+        infos = {c.chunk_id: chunk_info(c, labels, label_overrides, inputs) for c in chunks}
         manifest = write_manifest(chunks, infos, workdir / "manifest", inputs.seed)
-        logger.info("manifest: %d train, %d valid (%s)", manifest.train, manifest.valid,
-                    manifest.split_note)
+        logger.info(
+            "manifest: %d train, %d valid (%s)", manifest.train, manifest.valid,
+            manifest.split_note,
+        )
 
     plan = TrainPlan(
         inputs=inputs,
@@ -206,7 +228,7 @@ def run_job(
         world_size=resources.world_size,
         device=resources.device,
         valid_examples=manifest.valid,
-        num_workers=2 if resources.device == "cuda" else 0,
+        num_workers=data_workers(resources.device, resources.world_size),
     )
     overrides = build_overrides(plan)
     with times.stage("train"):
@@ -227,8 +249,12 @@ def run_job(
             "sample_rate": variant.sample_rate,
             "channels": variant.channels,
             "dataset": report.to_dict(),
-            "split": {"train": manifest.train, "valid": manifest.valid,
-                      "note": manifest.split_note},
+            "split": {
+                "train": manifest.train,
+                "valid": manifest.valid,
+                "note": manifest.split_note,
+            },
+            "vocabulary": build_vocabulary(infos.values()),
             "training": {
                 "batch_size": batch_size,
                 "world_size": resources.world_size,
@@ -246,39 +272,20 @@ def run_job(
     return JobResult(tar_path=tar_path, metadata=metadata, times=times)
 
 
-def hyperparameter_notes(inputs: TrainInputs) -> list[str]:
-    """Warnings for settings that do not do what users usually expect."""
-    notes = []
-    if inputs.optimizer == "dadam" and inputs.lr < 0.1:
-        notes.append(
-            f"optimizer=dadam with lr={inputs.lr:g}: D-Adaptation scales its own step size by "
-            "lr, so values far below 1 nearly freeze training; for small learning rates use "
-            "optimizer=adamw"
-        )
-    if inputs.optimizer == "adamw" and inputs.lr >= 0.01:
-        notes.append(
-            f"optimizer=adamw with lr={inputs.lr:g} is likely to diverge; 1e-5..1e-4 is usual "
-            "for fine-tuning"
-        )
-    return notes
+def chunk_info(
+    chunk: Chunk,
+    labels: dict[str, Labels],
+    overrides: dict[str, dict[str, Any]],
+    inputs: TrainInputs,
+) -> dict[str, Any]:
+    """MusicInfo fields of one chunk: automatic labels, reviewed overrides, descriptions."""
+    from labeling import review
+    from labeling.describe import music_info
 
-
-def _label_stage_module():  # type: ignore[no-untyped-def]
-    try:
-        from labeling import stage as label_stage
-    except ImportError:
-        raise StageUnavailableError(
-            "auto_labeling=true: auto-labeling is not available in this build; "
-            "pass --auto_labeling false"
-        ) from None
-    return label_stage
-
-
-def _labels(chunks: list[Chunk], workdir: Path, report: DatasetReport) -> dict[str, Labels]:
-    label_stage = _label_stage_module()
-    result = label_stage.run(chunks, label_stage.LabelSettings(), workdir)
-    report.labeling = result.report
-    return result.labels
+    chunk_labels = labels.get(chunk.chunk_id)
+    if overrides:
+        chunk_labels = review.apply_overrides(chunk_labels, chunk.source, chunk.chunk_id, overrides)
+    return music_info(chunk, chunk_labels, inputs.one_same_description)
 
 
 _TRAINING_LINE = re.compile(r"(Train|Valid|Generate|Evaluate)( Summary)? \|")
@@ -293,3 +300,4 @@ def _forward_training_line(line: str) -> None:
         logger.info("[train] %s", clean.split(" - ", 1)[-1])
     else:
         logger.debug("[train] %s", clean)
+

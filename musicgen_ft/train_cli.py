@@ -40,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output_dir",
         default=None,
-        help="Folder for trained_model.tar, the logs and the work dir "
-        "(default: runs/<date-time>).",
+        help="Folder for trained_model.tar, the logs and the work dir (default: runs/<date-time>).",
     )
     parser.add_argument("--verbose", action="store_true", help="Also log the solver's details.")
     return parser
@@ -83,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     memory = peak_memory_mb()
     logger.info(
         "peak memory: pipeline %.0f MB, training process %.0f MB",
-        memory["pipeline_mb"], memory["training_mb"],
+        memory["pipeline_mb"],
+        memory["training_mb"],
     )
     print(result.tar_path)
     return 0

@@ -111,18 +111,12 @@ ASSETS: dict[str, Asset] = {
             "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.json",
         ),
         sha256={
-            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.onnx":
-                "a280825b334797cf677939db8cd5762c0392aedd0ca6415dbc1cd083f045e43c",
-            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.json":
-                "a2e85b2e7372d5f8e0f35bdd6aeae1139f101087d183d0b2fb60b0ea0f01a0ff",
-            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.onnx":
-                "7d6270acaa5f4bba4b115a0d6849aca05ed6bd153dcb6d9da4f6ab9f99ef10ff",
-            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.json":
-                "d62cd90263e4d613fa7fcce7a831e339450394794af63685f96e065c1a896ab0",
-            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.onnx":
-                "9ae2d9e763d66bd8eed654d1ac3aa171e6539cb8a0e11f3dcd53df1428980802",
-            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.json":
-                "7d02204c6451b5615e2968ec6364bbae3b915c886e608f05f00d3a38dc5177c4",
+            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.onnx": "a280825b334797cf677939db8cd5762c0392aedd0ca6415dbc1cd083f045e43c",
+            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.json": "a2e85b2e7372d5f8e0f35bdd6aeae1139f101087d183d0b2fb60b0ea0f01a0ff",
+            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.onnx": "7d6270acaa5f4bba4b115a0d6849aca05ed6bd153dcb6d9da4f6ab9f99ef10ff",
+            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.json": "d62cd90263e4d613fa7fcce7a831e339450394794af63685f96e065c1a896ab0",
+            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.onnx": "9ae2d9e763d66bd8eed654d1ac3aa171e6539cb8a0e11f3dcd53df1428980802",
+            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.json": "7d02204c6451b5615e2968ec6364bbae3b915c886e608f05f00d3a38dc5177c4",
         },
         dest="essentia",
         used_for="auto-labels: genres, moods/themes, instruments (CC BY-NC-SA 4.0, MTG-UPF)",
@@ -177,7 +171,9 @@ def resolve_base_model(variant: Variant) -> Path:
             if not link.exists():
                 link.symlink_to(path.resolve())
         return local
-    missing = [name for name, path in zip((LM_FILE, COMPRESSION_FILE), found) if path is None]
+    missing = [
+        name for name, path in zip((LM_FILE, COMPRESSION_FILE), found, strict=True) if path is None
+    ]
     raise WeightsMissingError(missing_message(variant.name, variant.hf_repo, missing, local))
 
 
@@ -188,7 +184,10 @@ def check_text_conditioner(variant: Variant) -> None:
         return
     asset = ASSETS[name]
     missing = [f for f in asset.files if f.endswith(".json") and _hf_cached(name, f) is None]
-    if _hf_cached(name, "model.safetensors") is None and _hf_cached(name, "pytorch_model.bin") is None:
+    if (
+        _hf_cached(name, "model.safetensors") is None
+        and _hf_cached(name, "pytorch_model.bin") is None
+    ):
         missing.append("model.safetensors")
     if missing:
         raise WeightsMissingError(missing_message(name, name, missing, None))
@@ -263,6 +262,7 @@ def _download_url(asset: Asset) -> list[Path]:
     paths = []
     for name in asset.files:
         target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         url = f"{asset.location.rstrip('/')}/{name}"
         if not target.exists():
             tmp = target.with_suffix(target.suffix + ".part")

@@ -35,7 +35,6 @@ def main() -> int:
         epochs=2,
         updates_per_epoch=5,
         batch_size=4,
-        auto_labeling=False,
     )
     result = run_job(inputs, run_dir)
     times = result.times
@@ -43,18 +42,27 @@ def main() -> int:
         loaded = load_model(result.tar_path)
         params = GenerateParams(prompt="warm ambient pad in C major", duration=8.0, seed=0)
         wav = generate(loaded, params)
-        clip = write_audio(wav, loaded.model.sample_rate, DEMO_DIR / "clip.wav", "wav",
-                           params.normalization_strategy)
+        clip = write_audio(
+            wav,
+            loaded.model.sample_rate,
+            DEMO_DIR / "clip.wav",
+            "wav",
+            params.normalization_strategy,
+        )
     memory = peak_memory_mb()
     print()
     print(f"trained model : {result.tar_path}")
-    print(f"generated clip: {clip} ({wav.shape[-1] / loaded.model.sample_rate:.1f} s, "
-          f"{loaded.model.sample_rate} Hz, {wav.shape[0]} channel(s))")
+    print(
+        f"generated clip: {clip} ({wav.shape[-1] / loaded.model.sample_rate:.1f} s, "
+        f"{loaded.model.sample_rate} Hz, {wav.shape[0]} channel(s))"
+    )
     print(f"logs          : {run_dir / 'job.log'}, {run_dir / 'training.log'}")
     print()
     print(times.table())
-    print(f"peak memory: demo process {memory['pipeline_mb']:.0f} MB, "
-          f"training process {memory['training_mb']:.0f} MB")
+    print(
+        f"peak memory: demo process {memory['pipeline_mb']:.0f} MB, "
+        f"training process {memory['training_mb']:.0f} MB"
+    )
     return 0
 
 

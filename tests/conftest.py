@@ -50,14 +50,17 @@ def example_archive(session_tmp: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained(session_tmp: Path, example_archive: Path) -> Iterator[Path]:
     """One real fine-tune of `debug` through Cog's `train()`, shared by several tests."""
-    import train as cog_train
     from cog import Path as CogPath
+
+    import train as cog_train
 
     output = cog_train.train(
         dataset_path=CogPath(example_archive),
         model_version="debug",
-        auto_labeling=False,
+        auto_labeling=True,
         drop_vocals=False,
+        demucs_model="htdemucs",
+        labels_file=None,
         one_same_description=None,
         epochs=1,
         updates_per_epoch=3,

@@ -27,18 +27,26 @@ def test_tar_is_a_real_archive_with_the_documented_members(trained: Path) -> Non
     assert meta["inputs"]["updates_per_epoch"] == 3
     dataset = meta["dataset"]
     assert dataset["files_used"] == [
-        "album/bright_arpeggio.wav", "minor_groove.flac", "warm_pad_in_c.wav"
+        "album/bright_arpeggio.wav",
+        "minor_groove.flac",
+        "warm_pad_in_c.wav",
     ]
     assert dataset["chunks"] == 3 and dataset["minutes"] == pytest.approx(0.6, abs=0.01)
     assert meta["split"]["train"] == 2 and meta["split"]["valid"] == 1
     assert set(meta["timings"]) >= {"check", "prepare", "manifest", "train"}
     assert meta["versions"]["audiocraft"] == "1.3.0"
+    # Key and BPM come from Essentia's algorithms; the pretrained taggers are absent offline,
+    # and the report says so instead of pretending.
+    labeling = dataset["labeling"]
+    assert set(labeling["unavailable"]) == {"genres", "moods", "instruments"}
+    assert labeling["keys"] and labeling["bpm_histogram"]
     assert meta["history"] and "train" in meta["history"][-1]
     assert not list(trained.parent.glob(".trained_model.tar.*"))  # no temp file left
 
 
-def test_three_updates_change_the_weights(trained: Path, debug_model_dir: Path,
-                                          tmp_path: Path) -> None:
+def test_three_updates_change_the_weights(
+    trained: Path, debug_model_dir: Path, tmp_path: Path
+) -> None:
     with tarfile.open(trained) as tar:
         tar.extract(LM_FILE, tmp_path, filter="data")
     tuned = torch.load(tmp_path / LM_FILE, weights_only=True)["best_state"]
@@ -61,10 +69,20 @@ def test_predictor_generates_with_the_fine_tune(trained: Path) -> None:
     predictor.setup(weights=CogPath(trained))
     assert predictor.loaded.metadata["model_version"] == "debug"
     out = predictor.predict(
-        prompt="warm ambient pad in C major", input_audio=None, duration=2.0,
-        continuation=False, continuation_start=0.0, continuation_end=None,
-        normalization_strategy="loudness", top_k=250, top_p=0.0, temperature=1.0,
-        classifier_free_guidance=3.0, output_format="wav", seed=3, replicate_weights=None,
+        prompt="warm ambient pad in C major",
+        input_audio=None,
+        duration=2.0,
+        continuation=False,
+        continuation_start=0.0,
+        continuation_end=None,
+        normalization_strategy="loudness",
+        top_k=250,
+        top_p=0.0,
+        temperature=1.0,
+        classifier_free_guidance=3.0,
+        output_format="wav",
+        seed=3,
+        replicate_weights=None,
     )
     info = sf.info(str(out))
     assert (info.samplerate, info.channels) == (32000, 1)
@@ -77,11 +95,40 @@ def test_predict_cli_continues_audio(trained: Path, tmp_path: Path) -> None:
     prompt = tmp_path / "prompt.wav"
     sf.write(prompt, 0.2 * torch.sin(torch.arange(32000 * 2) / 20.0).numpy(), 32000)
     out = tmp_path / "continued.mp3"
-    code = main([
-        "--weights", str(trained), "--prompt", "bright chords", "--duration", "3",
-        "--input_audio", str(prompt), "--continuation", "--continuation_end", "1.0",
-        "--output", str(out), "--seed", "1",
-    ])
+    code = main(
+        [
+            "--weights",
+            str(trained),
+            "--prompt",
+            "bright chords",
+            "--duration",
+            "3",
+            "--input_audio",
+            str(prompt),
+            "--continuation",
+            "--continuation_end",
+            "1.0",
+            "--output",
+            str(out),
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0
     info = sf.info(str(out))
     assert info.samplerate == 32000 and info.duration == pytest.approx(3.0, abs=0.1)
+
+
+def test_the_tar_carries_the_vocabulary_and_predict_warns_off_it(
+    trained: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from inference.generate import warn_if_prompt_is_off_vocabulary
+    from inference.loading import load_model
+
+    loaded = load_model(trained)
+    vocabulary = loaded.metadata["vocabulary"]
+    assert "ambient" in vocabulary["terms"] and vocabulary["suggested_prompts"]
+    with caplog.at_level("WARNING"):
+        assert warn_if_prompt_is_off_vocabulary(loaded, "xylophone polka") is True
+    assert "shares no word" in caplog.text
+    assert warn_if_prompt_is_off_vocabulary(loaded, "a warm ambient pad") is False

@@ -33,6 +33,9 @@ COMMON_TAIL = [
     "schedule.lr_scheduler=cosine",
     "schedule.cosine.warmup=8",
     "classifier_free_guidance.training_dropout=0.3",
+    "dataset.train.merge_text_p=0.25",
+    "dataset.train.drop_desc_p=0.0",
+    "dataset.train.drop_other_p=0.5",
     "evaluate.every=3",
     "generate.every=3",
     "generate.lm.top_k=250",
@@ -109,19 +112,22 @@ def test_golden_stereo_melody() -> None:
 def test_golden_debug_on_cpu() -> None:
     plan = plan_for("debug", device="cpu", world_size=1, num_workers=0)
     got = build_overrides(plan)
-    assert got[:9] == head(
-        "debug",
-        "musicgen_base_32khz",
-        [
-            "model/lm/model_scale=debug",
-            "transformer_lm.card=64",
-            "conditioners.description.model=lut",
-            "+conditioners.description.lut.n_bins=256",
-            "+conditioners.description.lut.dim=32",
-            "+conditioners.description.lut.tokenizer=noop",
-        ],
-        1,
-    )[:9]
+    assert (
+        got[:9]
+        == head(
+            "debug",
+            "musicgen_base_32khz",
+            [
+                "model/lm/model_scale=debug",
+                "transformer_lm.card=64",
+                "conditioners.description.model=lut",
+                "+conditioners.description.lut.n_bins=256",
+                "+conditioners.description.lut.dim=32",
+                "+conditioners.description.lut.tokenizer=noop",
+            ],
+            1,
+        )[:9]
+    )
     assert "device=cpu" in got and "autocast=false" in got and "optim.ema.device=cpu" in got
     assert "generate.lm.top_k=64" in got  # never above the codebook size
     assert "dataset.num_workers=0" in got
@@ -131,11 +137,15 @@ def test_golden_debug_on_cpu() -> None:
     ("scheduler", "expected"),
     [
         ("cosine", ["schedule.lr_scheduler=cosine", "schedule.cosine.warmup=8"]),
-        ("linear_warmup", ["schedule.lr_scheduler=linear_warmup",
-                           "schedule.linear_warmup.warmup=8"]),
+        (
+            "linear_warmup",
+            ["schedule.lr_scheduler=linear_warmup", "schedule.linear_warmup.warmup=8"],
+        ),
         ("inverse_sqrt", ["schedule.lr_scheduler=inverse_sqrt", "schedule.inverse_sqrt.warmup=8"]),
-        ("polynomial_decay", ["schedule.lr_scheduler=polynomial_decay",
-                              "schedule.polynomial_decay.warmup=8"]),
+        (
+            "polynomial_decay",
+            ["schedule.lr_scheduler=polynomial_decay", "schedule.polynomial_decay.warmup=8"],
+        ),
         ("none", ["schedule.lr_scheduler=null"]),
     ],
 )

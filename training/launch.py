@@ -108,9 +108,7 @@ def experiment_folder(dora_dir: Path) -> Path:
     """The one experiment of this job's Dora folder (each job has its own folder)."""
     xps = [p for p in (dora_dir / "xps").glob("*") if p.is_dir()]
     if len(xps) != 1:
-        raise TrainingError(
-            f"expected one experiment under {dora_dir / 'xps'}, found {len(xps)}"
-        )
+        raise TrainingError(f"expected one experiment under {dora_dir / 'xps'}, found {len(xps)}")
     checkpoint = xps[0] / "checkpoint.th"
     if not checkpoint.is_file():
         raise TrainingError(f"training finished without a checkpoint at {checkpoint}")

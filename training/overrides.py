@@ -108,6 +108,12 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         f"optim.ema.device={plan.device}",
         *schedule_overrides(inp, plan.total_updates),
         f"classifier_free_guidance.training_dropout={inp.cfg_p:g}",
+        # Labels are merged into the description as augmentation, but the description itself
+        # is never dropped: every example keeps a non-empty text (AudioCraft's default of
+        # drop_desc_p=0.5 can leave an example with no text at all).
+        "dataset.train.merge_text_p=0.25",
+        "dataset.train.drop_desc_p=0.0",
+        "dataset.train.drop_other_p=0.5",
         # Evaluate and generate once, at the end of the run (AudioCraft always runs them on
         # the last epoch); checkpoints every epoch so a stopped job can be inspected.
         f"evaluate.every={inp.epochs}",

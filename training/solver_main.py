@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import flashy
 import torch
-from dora import hydra_main
-
 from audiocraft import train as ac_train
 from audiocraft.environment import AudioCraftEnvironment
+from dora import hydra_main
+
 from training.hydra_config import AUDIOCRAFT_CONFIG_DIR, register_search_path
 
 register_search_path()
@@ -29,7 +29,10 @@ def distributed_backend() -> str:
 @hydra_main(config_path=str(AUDIOCRAFT_CONFIG_DIR), config_name="config", version_base="1.1")
 def main(cfg):  # type: ignore[no-untyped-def]
     ac_train.init_seed_and_system(cfg)
-    flashy.setup_logging(level=str(cfg.logging.level).upper(), log_name="solver.log.{rank}")
+    flashy.setup_logging(
+        level=str(cfg.logging.level).upper(),  # type: ignore[arg-type]  # flashy takes names too
+        log_name="solver.log.{rank}",
+    )
     flashy.distrib.init(distributed_backend())
     solver = ac_train.get_solver(cfg)
     return solver.run()

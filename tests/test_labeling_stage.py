@@ -1,0 +1,145 @@
+"""The labeling stage end to end: real Essentia key/BPM, tiny ONNX stand-ins for the taggers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from labeling_audio import SR, drums, progression, write
+from labeling_standins import build_all, build_effnet
+
+from labeling import stage
+from labeling.stage import LabelSettings
+from labeling.taggers import Taggers
+from musicgen_ft.types import Chunk
+
+
+def _song(tmp_path: Path, name: str = "song") -> list[Chunk]:
+    """A 24 s A-minor song with a 128 BPM groove, cut in two 12 s stereo chunks at 32 kHz."""
+    import soxr
+
+    music = progression("A", "minor", (0, 3, 4, 0), bars=12) + drums(128.0, seconds=24.0) * 0.8
+    music = soxr.resample(music, SR, 32000).astype(np.float32)
+    half = music.size // 2
+    chunks = []
+    for i, piece in enumerate((music[:half], music[half:])):
+        path = write(tmp_path / f"{name}_{i:03d}.wav", piece, 32000, channels=2)
+        chunks.append(Chunk(path, f"{name}.mp3", i, 12.0 * i, 12.0, 32000, 2))
+    return chunks
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_all(tmp_path_factory.mktemp("models"))
+
+
+def test_stage_with_standin_taggers(tmp_path: Path, models: Path):
+    chunks = _song(tmp_path)
+    result = stage.run(chunks, LabelSettings(models_dir=models), tmp_path / "labels")
+    assert set(result.labels) == {c.chunk_id for c in chunks}
+    first, second = (result.labels[c.chunk_id] for c in chunks)
+    # Key and tempo are per source: identical on both chunks.
+    assert (first.key, first.scale) == ("A", "minor") == (second.key, second.scale)
+    assert first.bpm == second.bpm == pytest.approx(128.0, rel=0.04)
+    assert first.genres[0].label == "deep house"
+    assert first.moods[0].label == "dark" and first.instruments[0].label == "piano"
+    assert all(0 <= s.score <= 1 for s in first.genres + first.moods + first.instruments)
+    assert first.description and "deep house" in first.description.lower()
+    assert f"in A minor at {round(first.bpm)} BPM" in first.description
+    report = result.report
+    assert report["unavailable"] == {}
+    assert report["top"]["genres"]["deep house"] == 2
+    assert report["keys"] == {"A minor": 2}
+    saved = json.loads((tmp_path / "labels" / stage.LABELS_FILE).read_text())
+    assert saved["labels"][chunks[0].chunk_id]["key"] == "A"
+    # A second run with the same settings reuses the file.
+    again = stage.run(chunks, LabelSettings(models_dir=models), tmp_path / "labels")
+    assert again.report.get("cached") is True
+    assert again.labels[chunks[0].chunk_id] == first
+
+
+def test_missing_models_are_reported_and_key_bpm_continue(tmp_path: Path, caplog):
+    chunks = _song(tmp_path)
+    caplog.set_level(logging.WARNING, logger="labeling.stage")
+    result = stage.run(chunks, LabelSettings(models_dir=tmp_path / "none"), tmp_path / "out")
+    label = result.labels[chunks[0].chunk_id]
+    assert label.key == "A" and label.bpm is not None
+    assert label.genres == [] and label.moods == [] and label.instruments == []
+    assert set(result.report["unavailable"]) == {"genres", "moods", "instruments"}
+    assert "discogs-effnet-bsdynamic-1.onnx" in result.report["unavailable"]["genres"]
+    assert "cannot produce genres" in caplog.text
+    assert label.description == f"Music in A minor at {round(label.bpm)} BPM"
+
+
+def test_missing_head_only_loses_its_kind(tmp_path: Path):
+    build_effnet(tmp_path)
+    taggers = Taggers(tmp_path)
+    assert taggers.available == ["genres"]
+    assert "mtg_jamendo_moodtheme" in taggers.missing["moods"]
+    assert "mtg_jamendo_instrument" in taggers.missing["instruments"]
+
+
+def test_wrong_class_count_is_an_unusable_model(tmp_path: Path):
+    build_all(tmp_path)
+    meta = tmp_path / "mtg_jamendo_moodtheme-discogs-effnet-1.json"
+    meta.write_text(json.dumps({"classes": ["a", "b"]}))
+    taggers = Taggers(tmp_path)
+    assert "moods" not in taggers.available and "expected 56 classes" in taggers.missing["moods"]
+    assert taggers.available == ["genres", "instruments"]
+
+
+def test_models_in_the_publishers_subfolders_are_found(tmp_path: Path):
+    nested = tmp_path / "feature-extractors" / "discogs-effnet"
+    nested.mkdir(parents=True)
+    build_effnet(nested)
+    assert Taggers(tmp_path).available == ["genres"]
+
+
+def test_thresholds_and_top_k(tmp_path: Path, models: Path):
+    taggers = Taggers(models)
+    scores = np.zeros(56, np.float32)
+    scores[[2, 7, 9]] = [0.9, 0.3, 0.04]
+    classes = taggers.classes["moods"]
+    settings = LabelSettings(models_dir=models, class_thresholds={"moods:class7": 0.5})
+    picked = stage.select("moods", scores, classes, settings)
+    assert [p.label for p in picked] == [
+        "dark"
+    ]  # class7 under its own threshold, class9 under 0.05
+    top1 = LabelSettings(top_k={"genres": 3, "moods": 1, "instruments": 4})
+    assert len(stage.select("moods", scores, classes, top1)) == 1
+
+
+def test_invalid_settings_name_the_field():
+    from musicgen_ft.errors import InputError
+
+    with pytest.raises(InputError, match="thresholds"):
+        LabelSettings(thresholds={"moods": 1.5}).validate()
+    with pytest.raises(InputError, match="unknown kinds"):
+        LabelSettings(top_k={"tempo": 3}).validate()
+
+
+def test_cli_prints_one_json_object_per_file(tmp_path: Path, models: Path, capsys):
+    from labeling.__main__ import main
+
+    chunks = _song(tmp_path)
+    assert main([str(tmp_path), "--models", str(models)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(chunks)
+    record = json.loads(lines[0])
+    for field in (
+        "path",
+        "key",
+        "scale",
+        "key_strength",
+        "bpm",
+        "bpm_confidence",
+        "genres",
+        "moods",
+        "instruments",
+        "description",
+    ):
+        assert field in record
+    assert record["scale"] == "minor" and record["genres"][0]["label"] == "deep house"
