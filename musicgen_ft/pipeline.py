@@ -76,11 +76,25 @@ class Resources:
     world_size: int
 
 
+CPU_PROCESSES_ENV = "MUSICGEN_FT_CPU_PROCESSES"
+
+
 def detect_resources() -> Resources:
+    """Every visible GPU, one training process each; else CPU processes (default 1).
+
+    `MUSICGEN_FT_CPU_PROCESSES=N` trains with N data-parallel CPU processes (gloo), for boxes
+    without GPUs and for testing the distributed path.
+    """
+    from musicgen_ft.errors import InputError
     from training.launch import visible_gpus
 
     gpus = visible_gpus()
-    return Resources(device="cuda" if gpus else "cpu", world_size=max(1, gpus))
+    if gpus:
+        return Resources(device="cuda", world_size=gpus)
+    raw = os.environ.get(CPU_PROCESSES_ENV, "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(CPU_PROCESSES_ENV, f"{CPU_PROCESSES_ENV}={raw!r} must be an integer >= 1")
+    return Resources(device="cpu", world_size=int(raw))
 
 
 def versions() -> dict[str, str]:

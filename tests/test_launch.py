@@ -11,15 +11,18 @@ from training.launch import dora_command, experiment_folder, run_training
 def test_ddp_flag_only_with_several_processes() -> None:
     assert "-d" not in dora_command(["a=1"], 1)
     cmd = dora_command(["a=1"], 8)
-    assert cmd[cmd.index("run") + 1] == "-d" and cmd[-1] == "a=1"
+    assert cmd[cmd.index("run") + 1 :] == ["-d", "--ddp_workers", "8", "a=1"]
 
 
 def test_failed_run_surfaces_exit_code_and_log_tail(tmp_path: Path) -> None:
     lines: list[str] = []
     with pytest.raises(TrainingError) as err:
         run_training(
-            ["solver=musicgen/musicgen_base_32khz", "dset=audio/musicgen_ft",
-             "optim.optimizer=not_an_optimizer"],
+            [
+                "solver=musicgen/musicgen_base_32khz",
+                "dset=audio/musicgen_ft",
+                "optim.optimizer=not_an_optimizer",
+            ],
             world_size=1,
             dora_dir=tmp_path / "dora",
             log_path=tmp_path / "training.log",

@@ -21,9 +21,9 @@ COMMON_TAIL = [
     "dataset.batch_size=16",
     "dataset.num_workers=2",
     "dataset.segment_duration=30",
-    "dataset.valid.num_samples=3",
-    "dataset.evaluate.num_samples=3",
-    "dataset.generate.num_samples=3",
+    "dataset.valid.num_samples=8",
+    "dataset.evaluate.num_samples=8",
+    "dataset.generate.num_samples=8",
     "optim.epochs=3",
     "optim.updates_per_epoch=100",
     "optim.optimizer=dadam",
@@ -179,3 +179,11 @@ def test_hydra_composes_every_variant(name: str) -> None:
     assert ("self_wav" in cfg.conditioners) is variant.melody
     expected_dim = {"small": 1024, "stereo-small": 1024, "debug": 64}.get(name, 1536)
     assert cfg.transformer_lm.dim == expected_dim
+
+
+def test_every_process_gets_a_validation_example() -> None:
+    got = build_overrides(plan_for("small", valid_examples=11))
+    assert "dataset.valid.num_samples=16" in got  # rounded up to a multiple of 8
+    assert "dataset.generate.num_samples=8" in got
+    cpu = build_overrides(plan_for("debug", world_size=1, device="cpu", valid_examples=11))
+    assert "dataset.valid.num_samples=11" in cpu and "dataset.generate.num_samples=4" in cpu

@@ -23,10 +23,10 @@ def visible_gpus() -> int:
 
 
 def dora_command(overrides: list[str], world_size: int) -> list[str]:
-    """`dora run` of our entry point; `-d` (one process per GPU) when several GPUs are used."""
+    """`dora run` of our entry point; with `-d`, one process per GPU (or per CPU worker)."""
     cmd = [sys.executable, "-m", "dora", "-P", "training", "--main_module", "solver_main", "run"]
     if world_size > 1:
-        cmd.append("-d")
+        cmd += ["-d", "--ddp_workers", str(world_size)]
     return cmd + list(overrides)
 
 

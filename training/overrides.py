@@ -75,8 +75,14 @@ def build_overrides(plan: TrainPlan) -> list[str]:
     base = plan.base_model_dir.resolve()
     egs = plan.egs_dir.resolve()
     on_gpu = plan.device == "cuda"
-    generate_samples = max(1, min(MAX_GENERATE_SAMPLES, plan.valid_examples))
-    valid_samples = max(1, plan.valid_examples)
+    # Every training process must see at least one validation example (a rank with an empty
+    # loader crashes AudioCraft's metric averaging): round up to a multiple of the world size,
+    # repeating examples when there are fewer than processes.
+    world = plan.world_size
+    valid_samples = world * math.ceil(max(1, plan.valid_examples) / world)
+    generate_samples = world * math.ceil(
+        max(1, min(MAX_GENERATE_SAMPLES, plan.valid_examples)) / world
+    )
     overrides = [
         f"solver={v.solver}",
         "dset=audio/musicgen_ft",

@@ -1,0 +1,30 @@
+"""Data-parallel training through Dora's DDP workers, on two CPU processes (gloo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from musicgen_ft.inputs import TrainInputs
+from musicgen_ft.pipeline import Resources, run_job
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_cpu_processes_train_one_model(example_archive: Path, tmp_path: Path) -> None:
+    inputs = TrainInputs(
+        dataset_path=str(example_archive), model_version="debug", drop_vocals=False,
+        auto_labeling=False, epochs=1, updates_per_epoch=2, batch_size=3,
+        optimizer="adamw", lr=1e-3,
+    )
+    result = run_job(inputs, tmp_path, Resources(device="cpu", world_size=2))
+    training = result.metadata["training"]
+    # 3 does not split over 2 processes: adjusted down, logged and recorded, never to 0.
+    assert training["batch_size"] == 2 and training["world_size"] == 2
+    assert any("does not divide by the 2" in note for note in training["notes"])
+    xp = next((tmp_path / "work" / "train" / "dora" / "xps").iterdir())
+    rank1 = (xp / "worker_1.log").read_text()
+    assert "Distributed init: 1/2" in (xp / "solver.log.1").read_text()
+    assert "Traceback" not in rank1
+    assert result.tar_path.is_file()
