@@ -172,9 +172,7 @@ def run_job(
 
     # Everything that can be refused is checked before any heavy work.
     with times.stage("check"):
-        batch_size, batch_notes = plan_batch_size(
-            inputs.batch_size, resources.world_size, variant
-        )
+        batch_size, batch_notes = plan_batch_size(inputs.batch_size, resources.world_size, variant)
         notes += batch_notes + hyperparameter_notes(inputs)
         for note in notes:
             logger.warning("%s", note)
@@ -229,7 +227,9 @@ def run_job(
         infos = {c.chunk_id: chunk_info(c, labels, label_overrides, inputs) for c in chunks}
         manifest = write_manifest(chunks, infos, workdir / "manifest", inputs.seed)
         logger.info(
-            "manifest: %d train, %d valid (%s)", manifest.train, manifest.valid,
+            "manifest: %d train, %d valid (%s)",
+            manifest.train,
+            manifest.valid,
             manifest.split_note,
         )
 
@@ -314,4 +314,3 @@ def _forward_training_line(line: str) -> None:
         logger.info("[train] %s", clean.split(" - ", 1)[-1])
     else:
         logger.debug("[train] %s", clean)
-

@@ -70,6 +70,20 @@ def _musicgen_asset(variant: Variant) -> Asset:
     )
 
 
+_EFFNET = "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1"
+_MOODS = "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1"
+_INSTRUMENTS = "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1"
+# Essentia's ONNX taggers and their class lists (see the Essentia block of ASSETS below).
+_ESSENTIA_SHA256 = {
+    f"{_EFFNET}.onnx": "a280825b334797cf677939db8cd5762c0392aedd0ca6415dbc1cd083f045e43c",
+    f"{_EFFNET}.json": "a2e85b2e7372d5f8e0f35bdd6aeae1139f101087d183d0b2fb60b0ea0f01a0ff",
+    f"{_MOODS}.onnx": "7d6270acaa5f4bba4b115a0d6849aca05ed6bd153dcb6d9da4f6ab9f99ef10ff",
+    f"{_MOODS}.json": "d62cd90263e4d613fa7fcce7a831e339450394794af63685f96e065c1a896ab0",
+    f"{_INSTRUMENTS}.onnx": "9ae2d9e763d66bd8eed654d1ac3aa171e6539cb8a0e11f3dcd53df1428980802",
+    f"{_INSTRUMENTS}.json": "7d02204c6451b5615e2968ec6364bbae3b915c886e608f05f00d3a38dc5177c4",
+}
+
+
 ASSETS: dict[str, Asset] = {
     **{v.name: _musicgen_asset(v) for v in VARIANTS.values() if v.hf_repo},
     "t5-base": Asset(
@@ -102,22 +116,8 @@ ASSETS: dict[str, Asset] = {
         name="essentia",
         source="url",
         location="https://essentia.upf.edu/models/",
-        files=(
-            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.onnx",
-            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.json",
-            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.onnx",
-            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.json",
-            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.onnx",
-            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.json",
-        ),
-        sha256={
-            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.onnx": "a280825b334797cf677939db8cd5762c0392aedd0ca6415dbc1cd083f045e43c",
-            "feature-extractors/discogs-effnet/discogs-effnet-bsdynamic-1.json": "a2e85b2e7372d5f8e0f35bdd6aeae1139f101087d183d0b2fb60b0ea0f01a0ff",
-            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.onnx": "7d6270acaa5f4bba4b115a0d6849aca05ed6bd153dcb6d9da4f6ab9f99ef10ff",
-            "classification-heads/mtg_jamendo_moodtheme/mtg_jamendo_moodtheme-discogs-effnet-1.json": "d62cd90263e4d613fa7fcce7a831e339450394794af63685f96e065c1a896ab0",
-            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.onnx": "9ae2d9e763d66bd8eed654d1ac3aa171e6539cb8a0e11f3dcd53df1428980802",
-            "classification-heads/mtg_jamendo_instrument/mtg_jamendo_instrument-discogs-effnet-1.json": "7d02204c6451b5615e2968ec6364bbae3b915c886e608f05f00d3a38dc5177c4",
-        },
+        files=tuple(_ESSENTIA_SHA256),
+        sha256=_ESSENTIA_SHA256,
         dest="essentia",
         used_for="auto-labels: genres, moods/themes, instruments (CC BY-NC-SA 4.0, MTG-UPF)",
     ),

@@ -14,9 +14,15 @@ pytestmark = pytest.mark.slow
 
 def test_two_cpu_processes_train_one_model(example_archive: Path, tmp_path: Path) -> None:
     inputs = TrainInputs(
-        dataset_path=str(example_archive), model_version="debug", drop_vocals=False,
-        auto_labeling=False, epochs=1, updates_per_epoch=2, batch_size=3,
-        optimizer="adamw", lr=1e-3,
+        dataset_path=str(example_archive),
+        model_version="debug",
+        drop_vocals=False,
+        auto_labeling=False,
+        epochs=1,
+        updates_per_epoch=2,
+        batch_size=3,
+        optimizer="adamw",
+        lr=1e-3,
     )
     result = run_job(inputs, tmp_path, Resources(device="cpu", world_size=2))
     training = result.metadata["training"]

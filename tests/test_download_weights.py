@@ -37,13 +37,19 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 
 def _asset(url: str, sha: str) -> weights.Asset:
-    return weights.Asset(name="test-asset", source="url", location=url,
-                         files=("heads/model.onnx",), sha256={"heads/model.onnx": sha},
-                         dest="test")
+    return weights.Asset(
+        name="test-asset",
+        source="url",
+        location=url,
+        files=("heads/model.onnx",),
+        sha256={"heads/model.onnx": sha},
+        dest="test",
+    )
 
 
-def test_download_verifies_the_checksum(server: str, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_verifies_the_checksum(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("MUSICGEN_FT_MODELS", str(tmp_path / "models"))
     good = hashlib.sha256(PAYLOAD).hexdigest()
@@ -54,8 +60,9 @@ def test_download_verifies_the_checksum(server: str, tmp_path: Path,
     assert str(path) in (tmp_path / "models" / "checksums.json").read_text()
 
 
-def test_a_corrupt_download_is_refused_and_removed(server: str, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_corrupt_download_is_refused_and_removed(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("MUSICGEN_FT_MODELS", str(tmp_path / "models"))
     monkeypatch.setitem(weights.ASSETS, "test-asset", _asset(server, "0" * 64))
