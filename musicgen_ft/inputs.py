@@ -45,7 +45,7 @@ class TrainInputs:
         default="stereo-melody",
         metadata=_spec(
             "Base model: small, medium, melody, stereo-small, stereo-medium, stereo-melody "
-            "(debug: a tiny local model for tests). large is not trainable.",
+            "(debug, debug-stereo: tiny local models for tests). large is not trainable.",
             choices=(
                 "small",
                 "medium",
@@ -54,6 +54,7 @@ class TrainInputs:
                 "stereo-medium",
                 "stereo-melody",
                 "debug",
+                "debug-stereo",
             ),
         ),
     )

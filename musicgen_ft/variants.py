@@ -65,6 +65,15 @@ _STEREO = (
     "codebooks_pattern.delay.delays=[0,0,1,1,2,2,3,3]",
 )
 
+_DEBUG_LM = (
+    "model/lm/model_scale=debug",
+    "transformer_lm.card=64",
+    "conditioners.description.model=lut",
+    "+conditioners.description.lut.n_bins=256",
+    "+conditioners.description.lut.dim=32",
+    "+conditioners.description.lut.tokenizer=noop",
+)
+
 _BASE = "musicgen/musicgen_base_32khz"
 _MELODY = "musicgen/musicgen_melody_32khz"
 
@@ -149,17 +158,23 @@ VARIANTS: dict[str, Variant] = {
             channels=1,
             n_q=4,
             card=64,
-            lm_overrides=(
-                "model/lm/model_scale=debug",
-                "transformer_lm.card=64",
-                "conditioners.description.model=lut",
-                "+conditioners.description.lut.n_bins=256",
-                "+conditioners.description.lut.dim=32",
-                "+conditioners.description.lut.tokenizer=noop",
-            ),
+            lm_overrides=_DEBUG_LM,
             text_conditioner=None,
             max_batch=8 * 64,
             notes="tiny random model built locally; for tests and CPU demos",
+        ),
+        Variant(
+            name="debug-stereo",
+            hf_repo=None,
+            solver=_BASE,
+            sample_rate=32000,
+            channels=2,
+            n_q=8,
+            card=64,
+            lm_overrides=(*_DEBUG_LM, *_STEREO),
+            text_conditioner=None,
+            max_batch=8 * 64,
+            notes="tiny random stereo model (interleaved codebooks) built locally; for tests",
         ),
     )
 }

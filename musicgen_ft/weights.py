@@ -156,7 +156,7 @@ def resolve_base_model(variant: Variant) -> Path:
     if variant.hf_repo is None:
         from training.debug_model import build_debug_model
 
-        return build_debug_model(local)
+        return build_debug_model(local, variant.name)
     if (local / LM_FILE).is_file() and (local / COMPRESSION_FILE).is_file():
         return local
     found = [_hf_cached(variant.hf_repo, name) for name in (LM_FILE, COMPRESSION_FILE)]

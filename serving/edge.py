@@ -21,7 +21,11 @@ class ApiError(Exception):
     """An error answered as RFC 7807 problem details (what the official client reads)."""
 
     def __init__(
-        self, status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -32,8 +36,9 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None,
-            **extra: Any) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
 
@@ -72,13 +77,17 @@ class TokenAuth:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() not in ("bearer", "token") or not token.strip():
-            raise ApiError(401, "Unauthorized", "Missing bearer token: send "
-                           "'Authorization: Bearer <token>'.",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "Missing bearer token: send 'Authorization: Bearer <token>'.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         given = token.strip().encode()
         if not any(hmac.compare_digest(given, t) for t in self._tokens):
-            raise ApiError(401, "Unauthorized", "Invalid token.",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "Unauthorized", "Invalid token.", headers={"WWW-Authenticate": "Bearer"}
+            )
         return token_id(given.decode())
 
 
@@ -122,13 +131,24 @@ class BodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({
-            "type": "about:blank", "title": "Request too large", "status": 413,
-            "detail": f"The request body is larger than {self.limit} bytes.",
-        }).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", PROBLEM.encode()),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "type": "about:blank",
+                "title": "Request too large",
+                "status": 413,
+                "detail": f"The request body is larger than {self.limit} bytes.",
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

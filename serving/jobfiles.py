@@ -1,7 +1,7 @@
 """Where one training's files live under the server's data dir.
 
-    <data_dir>/trainings/<id>/logs.txt    everything the trainer printed, plus server notes
-    <data_dir>/trainings/<id>/output/     the trainer's --output_dir (work dir, trained_model.tar)
+<data_dir>/trainings/<id>/logs.txt    everything the trainer printed, plus server notes
+<data_dir>/trainings/<id>/output/     the trainer's --output_dir (work dir, trained_model.tar)
 """
 
 from __future__ import annotations

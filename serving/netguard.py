@@ -45,7 +45,11 @@ def check_url(url: str, *, allow_private: bool) -> None:
     if allow_private:
         return
     try:
-        addresses = resolve_host(host)
+        addresses = [str(ipaddress.ip_address(host))]  # a literal address
+    except ValueError:
+        addresses = []
+    try:
+        addresses = addresses or resolve_host(host)
     except (OSError, UnicodeError) as exc:
         raise UnsafeUrlError(f"cannot resolve the host of {url!r} ({exc})") from None
     if not addresses:

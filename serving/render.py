@@ -78,9 +78,7 @@ def _model(owner: str, name: str, base: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-def trainer_model(
-    base: str, versions: list[tuple[str, float]], run_count: int
-) -> dict[str, Any]:
+def trainer_model(base: str, versions: list[tuple[str, float]], run_count: int) -> dict[str, Any]:
     latest = versions[0] if versions else None
     return _model(
         trainer.OWNER,

@@ -223,8 +223,9 @@ class Store:
             ).fetchall()
         return [_training(r) for r in rows[:limit]], len(rows) > limit
 
-    def has_trainings(self, token_id: str, *, before: int | None = None,
-                      after: int | None = None) -> bool:
+    def has_trainings(
+        self, token_id: str, *, before: int | None = None, after: int | None = None
+    ) -> bool:
         query = "SELECT 1 FROM trainings WHERE token_id = ?"
         args: list[Any] = [token_id]
         if before is not None:

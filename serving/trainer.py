@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from musicgen_ft.inputs import field_type, input_fields
-
 from serving.config import REPO_ROOT
 
 OWNER = "musicgen-ft"
@@ -35,7 +34,8 @@ def engine_files(root: Path = REPO_ROOT) -> list[Path]:
             files += sorted(
                 p
                 for p in base.rglob("*")
-                if p.is_file() and p.suffix in (".py", ".yaml", ".yml", ".json")
+                if p.is_file()
+                and p.suffix in (".py", ".yaml", ".yml", ".json")
                 and "__pycache__" not in p.parts
             )
     return files

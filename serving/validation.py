@@ -7,7 +7,6 @@ from typing import Any
 
 from musicgen_ft.errors import InputError
 from musicgen_ft.inputs import TrainInputs, coerce, field_type, input_fields
-
 from serving.netguard import UnsafeUrlError, check_url
 from serving.trainer import OPERATOR_ONLY
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 EVENTS = ("start", "output", "logs", "completed")
 THROTTLE_S = 0.5
 _THROTTLED = ("output", "logs")
+_TERMINAL = ("succeeded", "failed", "canceled")
 
 
 @dataclass(frozen=True)
@@ -96,24 +97,26 @@ class _Channel:
         self._hub = hub
         self._id = training_id
         self._cond = threading.Condition()
-        self._must: deque[str] = deque()  # start / completed, never dropped
+        # start / completed, never dropped, with the state at the time of the event
+        self._must: deque[tuple[str, Snapshot | None]] = deque()
         self._pending: set[str] = set()  # throttled events waiting for their slot
         self._last_throttled = 0.0
-        self._thread = threading.Thread(target=self._run, name=f"webhook-{training_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"webhook-{training_id}", daemon=True
+        )
         self._thread.start()
 
-    def push(self, event: str) -> None:
+    def push(self, event: str, snap: Snapshot | None = None) -> None:
         with self._cond:
             if event in _THROTTLED:
                 self._pending.add(event)
             else:
                 if event == "completed":
                     self._pending.clear()  # the terminal payload carries the latest logs
-                self._must.append(event)
+                self._must.append((event, snap))
             self._cond.notify()
 
-    def _next(self) -> str:
+    def _next(self) -> tuple[str, Snapshot | None]:
         """Wait for the next event that is due."""
         with self._cond:
             while True:
@@ -125,7 +128,7 @@ class _Channel:
                         event = "output" if "output" in self._pending else "logs"
                         self._pending.clear()
                         self._last_throttled = time.monotonic()
-                        return event
+                        return event, None
                     self._cond.wait(wait)
                 else:
                     self._cond.wait()
@@ -133,8 +136,8 @@ class _Channel:
     def _run(self) -> None:
         try:
             while True:
-                event = self._next()
-                self._hub._send(self._id, event)
+                event, snap = self._next()
+                self._hub._send(self._id, event, snap)
                 if event == "completed":
                     return
         finally:
@@ -162,26 +165,34 @@ class WebhookHub:
             if event == "completed":
                 self._completed.add(training_id)
             channel = self._channels.get(training_id)
+            if channel is not None and event in _THROTTLED:
+                channel.push(event)  # rendered when its slot comes
+                return
+            snap = self._render(training_id)
+            if snap is None:  # no webhook
+                return
             if channel is None:
-                if self._render(training_id) is None:  # no webhook
-                    return
                 channel = self._channels[training_id] = _Channel(self, training_id)
-        channel.push(event)
+        # start and completed carry the state of their moment; throttled events the latest.
+        channel.push(event, None if event in _THROTTLED else snap)
 
     def _closed(self, training_id: str) -> None:
         with self._lock:
             self._channels.pop(training_id, None)
 
-    def _send(self, training_id: str, event: str) -> None:
-        snap = self._render(training_id)
+    def _send(self, training_id: str, event: str, snap: Snapshot | None) -> None:
+        snap = snap or self._render(training_id)
         if snap is None or not wants(snap.events_filter, event, snap.payload):
             return
+        if event in _THROTTLED and snap.payload.get("status") in _TERMINAL:
+            return  # it ended meanwhile: the terminal event carries this state
         body = json.dumps(snap.payload).encode()
         webhook_id = f"msg_{uuid.uuid4().hex}"
         attempts = self._retry.max_attempts if event == "completed" else 1
         for attempt in range(1, attempts + 1):
-            if deliver_once(self._client, snap, body, webhook_id,
-                            allow_private=self._allow_private):
+            if deliver_once(
+                self._client, snap, body, webhook_id, allow_private=self._allow_private
+            ):
                 return
             if attempt < attempts and self._stopping.wait(self._retry.delay(attempt)):
                 return

@@ -7,6 +7,7 @@ children with one `killpg`.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
@@ -19,7 +20,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from musicgen_ft.inputs import TrainInputs
-
 from serving import jobfiles
 from serving.config import REPO_ROOT, ServerConfig
 from serving.ids import new_version_id
@@ -56,10 +56,8 @@ def trainer_env() -> dict[str, str]:
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def is_our_trainer(pid: int, out_dir: Path) -> bool:
@@ -162,8 +160,17 @@ class Worker:
                     self._emit(queued[0].id, "completed")
 
     def _run(self, row: TrainingRow) -> None:
-        if not self._store.mark_processing(row.id):
-            return  # canceled while queued
+        # Registered before the status changes, so that a cancel from now on finds the job.
+        with self._lock:
+            running = self._running = _Running(row.id)
+        try:
+            if self._store.mark_processing(row.id):
+                self._start(row, running)
+        finally:
+            with self._lock:
+                self._running = None
+
+    def _start(self, row: TrainingRow, running: _Running) -> None:
         data_dir = self._config.data_dir
         out_dir = jobfiles.output_dir(data_dir, row.id)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,8 +179,6 @@ class Worker:
         )
         argv = trainer_argv(self._config.trainer_command, inputs, out_dir)
         jobfiles.note(data_dir, row.id, f"training {row.id} started (engine {row.version[:12]})")
-        with self._lock:
-            running = self._running = _Running(row.id)
         self._emit(row.id, "logs")
         with jobfiles.log_path(data_dir, row.id).open("ab") as log_file:
             proc = subprocess.Popen(
@@ -195,8 +200,6 @@ class Worker:
             returncode = self._watch(running, proc)
         finally:
             kill_group(proc.pid)  # nothing of the job outlives it
-            with self._lock:
-                self._running = None
         self._finish(row, returncode, out_dir)
 
     def _watch(self, running: _Running, proc: subprocess.Popen[bytes]) -> int:

@@ -132,3 +132,23 @@ def test_the_tar_carries_the_vocabulary_and_predict_warns_off_it(
         assert warn_if_prompt_is_off_vocabulary(loaded, "xylophone polka") is True
     assert "shares no word" in caplog.text
     assert warn_if_prompt_is_off_vocabulary(loaded, "a warm ambient pad") is False
+
+
+def test_stereo_fine_tune_with_interleaved_codebooks(example_archive: Path,
+                                                     tmp_path: Path) -> None:
+    """Stereo variants train and generate two channels (tiny model, same code path)."""
+    from inference.generate import GenerateParams, generate
+    from inference.loading import load_model
+    from musicgen_ft.inputs import TrainInputs
+    from musicgen_ft.pipeline import run_job
+
+    inputs = TrainInputs(
+        dataset_path=str(example_archive), model_version="debug-stereo", drop_vocals=False,
+        auto_labeling=False, epochs=1, updates_per_epoch=2, batch_size=2, optimizer="adamw",
+        lr=1e-3,
+    )
+    result = run_job(inputs, tmp_path)
+    assert "interleave_stereo_codebooks.use=true" in result.metadata["training"]["overrides"]
+    loaded = load_model(result.tar_path)
+    wav = generate(loaded, GenerateParams(prompt="stereo chords", duration=1.0, seed=0))
+    assert tuple(wav.shape) == (2, 32000)

@@ -8,7 +8,13 @@ from musicgen_ft.variants import VARIANTS, get_variant
 
 def test_registry_has_every_trainable_variant() -> None:
     assert set(VARIANTS) == {
-        "small", "medium", "melody", "stereo-small", "stereo-medium", "stereo-melody", "debug"
+        "small",
+        "medium",
+        "melody",
+        "stereo-small",
+        "stereo-medium",
+        "stereo-melody",
+        "debug",
     }
 
 

@@ -36,14 +36,15 @@ COMPRESSION_OVERRIDES = (
 )
 
 
-def lm_overrides() -> list[str]:
-    variant = VARIANTS["debug"]
+def lm_overrides(name: str = "debug") -> list[str]:
+    variant = VARIANTS[name]
     return [
         f"solver={variant.solver}",
         "device=cpu",
         "dtype=float32",
         "dset=audio/musicgen_ft",
-        "compression_model_checkpoint=//pretrained/debug",
+        f"compression_model_checkpoint=//pretrained/{name}",
+        f"channels={variant.channels}",
         *variant.lm_overrides,
     ]
 
@@ -55,8 +56,11 @@ def _save(pkg: dict, path: Path) -> None:
     atomic_write_bytes_from(path, write)
 
 
-def build_debug_model(out_dir: Path) -> Path:
-    """Write the debug base model into `out_dir` (created) and return it.
+def build_debug_model(out_dir: Path, name: str = "debug") -> Path:
+    """Write the locally built base model `name` into `out_dir` (created) and return it.
+
+    `debug` and `debug-stereo` share the same compression model (stereo interleaves the
+    codebooks of two mono streams, as the released stereo models do); their LMs differ.
 
     Skips the work when both files exist and load (the build is deterministic).
     """
@@ -82,7 +86,7 @@ def build_debug_model(out_dir: Path) -> Path:
     )
 
     torch.manual_seed(SEED)
-    lm_cfg = compose_config(lm_overrides())
+    lm_cfg = compose_config(lm_overrides(name))
     lm = builders.get_lm_model(lm_cfg)
     _save(
         {

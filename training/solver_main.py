@@ -22,6 +22,28 @@ from training.hydra_config import AUDIOCRAFT_CONFIG_DIR, register_search_path
 register_search_path()
 
 
+def _contiguous_sample_ids() -> None:
+    """AudioCraft 1.3.0 hashes `prompt_wav.numpy().data` to name generated samples, which fails
+    (BufferError) for the non-contiguous prompts of stereo models at the end of every stereo
+    run. Hash a contiguous copy instead; the ids are unchanged for mono."""
+    from audiocraft.utils.samples.manager import SampleManager
+
+    original = SampleManager._get_sample_id
+    if getattr(original, "_contiguous", False):
+        return
+
+    def _get_sample_id(self, index, prompt_wav, conditions):  # type: ignore[no-untyped-def]
+        if prompt_wav is not None:
+            prompt_wav = prompt_wav.contiguous()
+        return original(self, index, prompt_wav, conditions)
+
+    _get_sample_id._contiguous = True  # type: ignore[attr-defined]
+    SampleManager._get_sample_id = _get_sample_id  # type: ignore[method-assign]
+
+
+_contiguous_sample_ids()
+
+
 def distributed_backend() -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 

@@ -1,0 +1,321 @@
+"""Unit tests of the serving package: signing, URL guard, input validation, command line,
+store, webhook filtering/throttling/retries. No trainer, no network beyond 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from replicate.webhook import InvalidSignatureError, Webhooks, WebhookSigningSecret
+from serving_support import WebhookReceiver, wait_until
+
+from musicgen_ft.inputs import TrainInputs
+from musicgen_ft.train_cli import build_parser, parse_inputs
+from serving import netguard
+from serving.config import ServerConfig
+from serving.netguard import UnsafeUrlError, check_url
+from serving.signing import new_secret, sign
+from serving.store import Store
+from serving.validation import InvalidInputError, validate_input
+from serving.webhooks import RetryPolicy, Snapshot, WebhookHub, wants
+from serving.worker import Worker, failure_message, trainer_argv
+
+
+def test_signature_verifies_with_the_official_client() -> None:
+    secret = new_secret()
+    assert secret.startswith("whsec_") and secret.count("_") == 1
+    body = b'{"id": "abc", "status": "succeeded"}'
+    now = str(int(time.time()))
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": now,
+        "webhook-signature": sign(secret, "msg_1", now, body),
+    }
+    key = WebhookSigningSecret(key=secret)
+    Webhooks.validate(headers=headers, body=body.decode(), secret=key, tolerance=60)  # no raise
+    with pytest.raises(InvalidSignatureError):
+        Webhooks.validate(headers=headers, body=body.decode() + " ", secret=key)
+    with pytest.raises(InvalidSignatureError):
+        Webhooks.validate(
+            headers=headers, body=body.decode(), secret=WebhookSigningSecret(key=new_secret())
+        )
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Name resolution stubbed: no test connects to or resolves a real address."""
+    table: dict[str, list[str]] = {}
+
+    def resolve(host: str) -> list[str]:
+        if host not in table:
+            raise OSError(f"unknown host {host}")
+        return table[host]
+
+    monkeypatch.setattr(netguard, "resolve_host", resolve)
+    return table
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+        "0.0.0.0",
+        "100.64.0.1",
+    ],
+)
+def test_private_addresses_are_refused(fake_dns: dict[str, list[str]], address: str) -> None:
+    fake_dns["hooks.example.com"] = ["93.184.216.34", address]
+    with pytest.raises(UnsafeUrlError, match="non-public address"):
+        check_url("https://hooks.example.com/x", allow_private=False)
+
+
+def test_url_rules(fake_dns: dict[str, list[str]]) -> None:
+    fake_dns["hooks.example.com"] = ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]
+    check_url("https://hooks.example.com/x", allow_private=False)
+    for bad, message in [
+        ("http://hooks.example.com/x", "must be an https"),
+        ("ftp://hooks.example.com/x", "must be an https"),
+        ("file:///etc/passwd", "must be an https"),
+        ("https:///nohost", "no host"),
+        ("https://nowhere.example.com/", "cannot resolve"),
+        ("https://10.0.0.7/", "non-public"),
+        ("https://hooks.example.com:99999/", "not a valid URL"),
+    ]:
+        with pytest.raises(UnsafeUrlError, match=message):
+            check_url(bad, allow_private=False)
+    # The operator's setting allows plain http and private hosts, without resolving anything.
+    check_url("http://10.0.0.7:8080/data.zip", allow_private=True)
+    with pytest.raises(UnsafeUrlError):
+        check_url("file:///etc/passwd", allow_private=True)
+
+
+def test_validation_names_every_bad_field() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        validate_input(
+            {
+                "dataset_path": "file:///etc/passwd",
+                "epochs": "three",
+                "lr": [1],
+                "model_version": "large",
+                "colour": "blue",
+                "allow_private_urls": True,
+                "batch_size": 0,
+            },
+            allow_private_urls=False,
+        )
+    errors = {e.field: e.message for e in info.value.errors}
+    assert set(errors) == {
+        "input.dataset_path",
+        "input.epochs",
+        "input.lr",
+        "input.model_version",
+        "input.colour",
+        "input.allow_private_urls",
+        "input.batch_size",
+    }
+    assert "not an integer" in errors["input.epochs"]
+    assert "not a number" in errors["input.lr"]
+    assert "not trainable" in errors["input.model_version"]
+    assert "unknown input" in errors["input.colour"]
+    assert "server operator" in errors["input.allow_private_urls"]
+    assert ">= 1" in errors["input.batch_size"]
+    assert "https" in errors["input.dataset_path"]
+    with pytest.raises(InvalidInputError, match="dataset_path: is required"):
+        validate_input({}, allow_private_urls=True)
+    with pytest.raises(InvalidInputError, match="must be an object"):
+        validate_input(["x"], allow_private_urls=True)
+
+
+def test_validation_applies_the_operator_setting() -> None:
+    inputs = validate_input(
+        {"dataset_path": "http://127.0.0.1:1/d.zip", "model_version": "debug", "epochs": "2"},
+        allow_private_urls=True,
+    )
+    assert inputs.allow_private_urls is True and inputs.epochs == 2
+
+
+def test_trainer_command_line_round_trips_through_train_py() -> None:
+    inputs = TrainInputs(
+        dataset_path="https://x/d.zip",
+        model_version="debug",
+        epochs=1,
+        drop_vocals=False,
+        allow_private_urls=True,
+    )
+    argv = trainer_argv(("py", "train.py"), inputs, Path("/data/t/output"))
+    assert argv[:4] == ["py", "train.py", "--output_dir", "/data/t/output"]
+    pairs = dict(zip(argv[4::2], argv[5::2], strict=True))
+    assert pairs["--drop_vocals"] == "false" and pairs["--allow_private_urls"] == "true"
+    assert pairs["--epochs"] == "1" and "--one_same_description" not in pairs  # None: left out
+    # train.py's own parser reads it back to the same inputs
+    args = build_parser().parse_args(argv[2:])
+    assert parse_inputs(args) == inputs and args.output_dir == "/data/t/output"
+
+
+def test_failure_message_uses_the_trainers_last_line() -> None:
+    logs = "[serve x] started\n[fetch] ok\nerror: the dataset holds no audio\n\n"
+    assert failure_message(1, logs) == "error: the dataset holds no audio"
+    assert "SIGKILL" in failure_message(-9, logs)
+    assert failure_message(3, "[serve x] started\n") == "The trainer exited with code 3."
+
+
+def _store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "s.db")
+
+
+def _add(store: Store, token: str = "tok", **extra: object) -> str:
+    import secrets
+
+    training_id = secrets.token_hex(8)
+    store.add_training(
+        id=training_id,
+        token_id=token,
+        model="o/m",
+        version="v",
+        destination="a/b",
+        input={"dataset_path": "x"},
+        webhook=None,
+        webhook_events_filter=None,
+        base_url="http://h",
+    )
+    return training_id
+
+
+def test_store_pages_newest_first_and_scopes_by_token(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    ids = [_add(store) for _ in range(5)]
+    _add(store, token="other")
+    rows, more = store.trainings_page("tok", before=None, after=None, limit=2)
+    assert [r.id for r in rows] == ids[::-1][:2] and more
+    rows2, _ = store.trainings_page("tok", before=rows[-1].seq, after=None, limit=2)
+    assert [r.id for r in rows2] == ids[::-1][2:4]
+    back, _ = store.trainings_page("tok", before=None, after=rows2[0].seq, limit=2)
+    assert [r.id for r in back] == [r.id for r in rows]
+    assert store.training(ids[0], "other") is None and store.training(ids[0], "tok")
+
+
+def test_only_one_terminal_status_wins(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    training_id = _add(store)
+    assert store.mark_processing(training_id)
+    assert store.finish(training_id, "canceled")
+    assert not store.finish(training_id, "succeeded", output_version="v1")
+    row = store.training(training_id)
+    assert row is not None and row.status == "canceled" and row.output_version is None
+
+
+def test_recovery_fails_running_jobs_and_keeps_queued_ones(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    running, queued = _add(store), _add(store)
+    store.mark_processing(running)
+    config = ServerConfig(db_path=tmp_path / "s.db", data_dir=tmp_path / "data", tokens=("t",))
+    events: list[tuple[str, str]] = []
+    Worker(store, config, lambda i, e: events.append((i, e))).recover()
+    row = store.training(running)
+    assert row is not None and row.status == "failed"
+    assert row.error is not None and "server stopped" in row.error
+    assert events == [(running, "completed")]
+    assert store.training(queued).status == "starting"  # type: ignore[union-attr]
+
+
+def test_filters() -> None:
+    done = {"output": {"version": "a/b:1"}}
+    assert wants(("start", "completed"), "completed", done)
+    assert not wants(("start",), "logs", done)
+    assert wants(("output",), "completed", done)  # the final output is an output event
+    assert not wants(("output",), "completed", {"output": None})
+    assert RetryPolicy(0.5).delay(1) == 0.5 and RetryPolicy(0.5).delay(4) == 4.0
+
+
+def _hub(
+    receiver: WebhookReceiver,
+    payload: dict[str, object],
+    events: tuple[str, ...],
+    retry: RetryPolicy,
+) -> WebhookHub:
+    secret = new_secret()
+    return WebhookHub(
+        lambda _: Snapshot(payload, receiver.url, events, secret), allow_private=True, retry=retry
+    )
+
+
+def test_logs_events_are_throttled_and_terminal_ones_retried() -> None:
+    receiver = WebhookReceiver(terminal_failures=1)
+    payload: dict[str, object] = {"id": "t1", "status": "starting", "logs": ""}
+    hub = _hub(receiver, payload, ("start", "logs", "completed"), RetryPolicy(0.2, 5))
+    try:
+        hub.emit("t1", "start")
+        time.sleep(0.2)
+        payload["status"] = "processing"
+        for _ in range(30):  # 30 log updates in ~1.5 s
+            hub.emit("t1", "logs")
+            time.sleep(0.05)
+        payload["status"] = "succeeded"
+        hub.emit("t1", "completed")
+        hub.emit("t1", "logs")  # nothing follows the terminal event
+        wait_until(
+            lambda: (
+                len(receiver.deliveries) >= 3
+                and receiver.deliveries[-1].status == 200
+                and json.loads(receiver.deliveries[-1].body)["status"] == "succeeded"
+            ),
+            10,
+            "the retried terminal webhook",
+        )
+        time.sleep(0.6)
+    finally:
+        hub.close()
+        receiver.close()
+    kinds = [json.loads(d.body)["status"] for d in receiver.deliveries]
+    logs = [d for d in receiver.deliveries if json.loads(d.body)["status"] == "processing"]
+    assert 2 <= len(logs) <= 5, kinds
+    gaps = [b.at - a.at for a, b in itertools.pairwise(logs)]
+    assert all(gap >= 0.45 for gap in gaps), gaps
+    final = [d for d in receiver.deliveries if json.loads(d.body)["status"] == "succeeded"]
+    assert [d.status for d in final] == [500, 200]
+    assert len({d.headers["webhook-id"] for d in final}) == 1  # same id across retries
+    assert kinds[0] == "starting" and kinds[-1] == "succeeded"
+
+
+def test_redirects_are_not_followed() -> None:
+    receiver = WebhookReceiver(answers=[302])
+    hub = _hub(receiver, {"id": "t2", "status": "failed"}, ("completed",), RetryPolicy(0.1, 2))
+    try:
+        hub.emit("t2", "completed")
+        wait_until(lambda: len(receiver.deliveries) == 2, 5, "the retry after a redirect")
+    finally:
+        hub.close()
+        receiver.close()
+    assert [d.status for d in receiver.deliveries] == [302, 200]
+
+
+def test_webhooks_to_private_hosts_are_not_sent(fake_dns: dict[str, list[str]]) -> None:
+    fake_dns["metadata.example"] = ["169.254.169.254"]
+    sent: list[httpx.Request] = []
+    hub = WebhookHub(
+        lambda _: Snapshot(
+            {"id": "t3"}, "https://metadata.example/x", ("completed",), new_secret()
+        ),
+        allow_private=False,
+        retry=RetryPolicy(0.01, 2),
+    )
+    hub._client = httpx.Client(
+        transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200))
+    )  # type: ignore[func-returns-value]
+    try:
+        hub.emit("t3", "completed")
+        wait_until(hub.idle, 5, "the channel to give up")
+    finally:
+        hub.close()
+    assert sent == []
