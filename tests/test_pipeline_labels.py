@@ -1,0 +1,42 @@
+"""Reviewed labels reach the manifest: per-file captions, reviewed overrides, auto labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labeling import review
+from musicgen_ft.inputs import TrainInputs
+from musicgen_ft.pipeline import chunk_info
+from musicgen_ft.types import Chunk, Labels, LabelScore
+
+
+def chunk(source: str, caption: str | None = None) -> Chunk:
+    return Chunk(path=Path(f"/x/{Path(source).stem}-0000.wav"), source=source, index=0,
+                 start=0.0, duration=30.0, sample_rate=32000, channels=1, caption=caption)
+
+
+def test_reviewed_file_overrides_the_automatic_labels(tmp_path: Path) -> None:
+    reviewed = tmp_path / "labels.csv"
+    reviewed.write_text(
+        "source,chunk_id,key,scale,bpm,genres,moods,instruments,description\n"
+        "a.wav,,D,minor,92,,epic; dark,strings; brass,\n"
+    )
+    overrides = review.load_overrides(reviewed)
+    auto = Labels(key="C", scale="major", bpm=120.0, genres=[LabelScore("pop", 0.7)])
+    c = chunk("a.wav")
+    info = chunk_info(c, {c.chunk_id: auto}, overrides, TrainInputs(dataset_path="d"))
+    assert info["key"] == "D minor" and info["bpm"] == 92.0
+    assert info["genre"] == "pop"  # an empty cell keeps the automatic value
+    assert info["moods"] == ["epic", "dark"]
+    assert info["instrument"] == "strings, brass"  # a string, as MusicInfo reads it
+    assert "D minor" in info["description"] and "92" in info["description"]
+
+
+def test_captions_come_first_and_no_text_is_empty() -> None:
+    inputs = TrainInputs(dataset_path="d", one_same_description="lofi beats")
+    captioned = chunk_info(chunk("a.wav", caption="my own words"), {}, {}, inputs)
+    assert captioned["description"].startswith("my own words")
+    shared = chunk_info(chunk("b.wav"), {}, {}, inputs)
+    assert shared["description"].startswith("lofi beats")
+    bare = chunk_info(chunk("rainy_night_v2.wav"), {}, {}, TrainInputs(dataset_path="d"))
+    assert bare["description"].strip()
