@@ -177,7 +177,9 @@ def test_hydra_composes_every_variant(name: str) -> None:
     assert cfg.optim.epochs == 3 and cfg.optim.updates_per_epoch == 100
     assert cfg.schedule.cosine.warmup == 8
     assert ("self_wav" in cfg.conditioners) is variant.melody
-    expected_dim = {"small": 1024, "stereo-small": 1024, "debug": 64}.get(name, 1536)
+    expected_dim = {"small": 1024, "stereo-small": 1024, "debug": 64, "debug-stereo": 64}.get(
+        name, 1536
+    )
     assert cfg.transformer_lm.dim == expected_dim
 
 

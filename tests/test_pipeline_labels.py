@@ -11,8 +11,16 @@ from musicgen_ft.types import Chunk, Labels, LabelScore
 
 
 def chunk(source: str, caption: str | None = None) -> Chunk:
-    return Chunk(path=Path(f"/x/{Path(source).stem}-0000.wav"), source=source, index=0,
-                 start=0.0, duration=30.0, sample_rate=32000, channels=1, caption=caption)
+    return Chunk(
+        path=Path(f"/x/{Path(source).stem}-0000.wav"),
+        source=source,
+        index=0,
+        start=0.0,
+        duration=30.0,
+        sample_rate=32000,
+        channels=1,
+        caption=caption,
+    )
 
 
 def test_reviewed_file_overrides_the_automatic_labels(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ def test_registry_has_every_trainable_variant() -> None:
         "stereo-medium",
         "stereo-melody",
         "debug",
+        "debug-stereo",
     }
 
 
