@@ -24,8 +24,20 @@ import numpy as np
 import soundfile as sf
 
 SR = 44100
-NOTE = {"C": 0, "C#": 1, "D": 2, "D#": 3, "E": 4, "F": 5, "F#": 6, "G": 7, "G#": 8, "A": 9,
-        "A#": 10, "B": 11}
+NOTE = {
+    "C": 0,
+    "C#": 1,
+    "D": 2,
+    "D#": 3,
+    "E": 4,
+    "F": 5,
+    "F#": 6,
+    "G": 7,
+    "G#": 8,
+    "A": 9,
+    "A#": 10,
+    "B": 11,
+}
 
 
 def midi_hz(midi: float) -> float:
@@ -45,8 +57,14 @@ def tone(freqs: list[float], seconds: float, sr: int, decay: float) -> np.ndarra
     return (out * env / max(1, len(freqs))).astype(np.float32)
 
 
-def piece(progression: list[tuple[str, bool]], bpm: float, seconds: float, seed: int,
-          stereo: bool, kick: bool) -> np.ndarray:
+def piece(
+    progression: list[tuple[str, bool]],
+    bpm: float,
+    seconds: float,
+    seed: int,
+    stereo: bool,
+    kick: bool,
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     total = int(seconds * SR)
     out = np.zeros(total, dtype=np.float32)
@@ -66,9 +84,12 @@ def piece(progression: list[tuple[str, bool]], bpm: float, seconds: float, seed:
                 break
             n = min(int(0.08 * SR), total - onset)
             t = np.arange(n) / SR
-            hit = np.sin(2 * np.pi * 60 * t) * np.exp(-t / 0.03) if kick else \
-                rng.standard_normal(n) * np.exp(-t / 0.01) * 0.3
-            out[onset:onset + n] += 0.5 * hit.astype(np.float32)
+            hit = (
+                np.sin(2 * np.pi * 60 * t) * np.exp(-t / 0.03)
+                if kick
+                else rng.standard_normal(n) * np.exp(-t / 0.01) * 0.3
+            )
+            out[onset : onset + n] += 0.5 * hit.astype(np.float32)
     out /= max(1e-6, float(np.max(np.abs(out)))) / 0.8
     if stereo:
         return np.stack([out, np.roll(out, 64) * 0.9], axis=1)
@@ -76,12 +97,30 @@ def piece(progression: list[tuple[str, bool]], bpm: float, seconds: float, seed:
 
 
 TRACKS = [
-    ("warm_pad_in_c.wav", [("C", False), ("A", True), ("F", False), ("G", False)], 90, False,
-     True, "warm ambient pad in C major with a soft kick, 90 bpm"),
-    ("minor_groove.flac", [("A", True), ("D", True), ("E", False), ("A", True)], 110, True,
-     True, "dark minor groove in A minor with bass and kick, 110 bpm"),
-    ("album/bright_arpeggio.wav", [("G", False), ("D", False), ("E", True), ("C", False)], 128,
-     True, False, "bright uplifting chords in G major with shaker, 128 bpm"),
+    (
+        "warm_pad_in_c.wav",
+        [("C", False), ("A", True), ("F", False), ("G", False)],
+        90,
+        False,
+        True,
+        "warm ambient pad in C major with a soft kick, 90 bpm",
+    ),
+    (
+        "minor_groove.flac",
+        [("A", True), ("D", True), ("E", False), ("A", True)],
+        110,
+        True,
+        True,
+        "dark minor groove in A minor with bass and kick, 110 bpm",
+    ),
+    (
+        "album/bright_arpeggio.wav",
+        [("G", False), ("D", False), ("E", True), ("C", False)],
+        128,
+        True,
+        False,
+        "bright uplifting chords in G major with shaker, 128 bpm",
+    ),
 ]
 
 

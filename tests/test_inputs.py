@@ -11,13 +11,21 @@ from musicgen_ft.inputs import TrainInputs, input_fields
 def test_defaults_match_the_hosted_fine_tuner() -> None:
     inputs = TrainInputs(dataset_path="x.zip")
     assert (inputs.model_version, inputs.epochs, inputs.updates_per_epoch) == (
-        "stereo-melody", 3, 100,
+        "stereo-melody",
+        3,
+        100,
     )
     assert (inputs.batch_size, inputs.optimizer, inputs.lr, inputs.lr_scheduler) == (
-        16, "dadam", 1.0, "cosine",
+        16,
+        "dadam",
+        1.0,
+        "cosine",
     )
     assert (inputs.warmup, inputs.cfg_p, inputs.drop_vocals, inputs.auto_labeling) == (
-        8, 0.3, True, True,
+        8,
+        0.3,
+        True,
+        True,
     )
     assert inputs.one_same_description is None
 
@@ -35,8 +43,14 @@ def test_cog_train_signature_matches_the_inputs_table() -> None:
 
 def test_from_dict_coerces_json_and_cli_values() -> None:
     inputs = TrainInputs.from_dict(
-        {"dataset_path": "a.zip", "epochs": "5", "lr": "1e-4", "drop_vocals": "false",
-         "optimizer": "adamw", "batch_size": 8.0}
+        {
+            "dataset_path": "a.zip",
+            "epochs": "5",
+            "lr": "1e-4",
+            "drop_vocals": "false",
+            "optimizer": "adamw",
+            "batch_size": 8.0,
+        }
     )
     assert inputs.epochs == 5 and inputs.lr == 1e-4 and inputs.drop_vocals is False
     assert inputs.batch_size == 8

@@ -18,9 +18,18 @@ def make_chunks(tmp: Path, sources: dict[str, int]) -> list[Chunk]:
             path = tmp / f"{Path(source).stem}-{index:04d}.wav"
             audio = 0.1 * np.sin(np.arange(32000 * 6) * (index + 1) / 50.0)
             sf.write(path, audio.astype(np.float32), 32000)
-            chunks.append(Chunk(path=path, source=source, index=index, start=30.0 * index,
-                                duration=6.0, sample_rate=32000, channels=1,
-                                caption=f"caption of {source}"))
+            chunks.append(
+                Chunk(
+                    path=path,
+                    source=source,
+                    index=index,
+                    start=30.0 * index,
+                    duration=6.0,
+                    sample_rate=32000,
+                    channels=1,
+                    caption=f"caption of {source}",
+                )
+            )
     return chunks
 
 
@@ -54,8 +63,14 @@ def test_audiocraft_reads_the_manifest_and_infos(tmp_path: Path) -> None:
     manifest = write_manifest(chunks, infos, tmp_path / "m", seed=0)
     assert manifest.train + manifest.valid == 4
     dataset = MusicDataset.from_meta(
-        str(manifest.egs_dir / "train"), segment_duration=30.0, sample_rate=32000, channels=1,
-        return_info=True, info_fields_required=True, merge_text_p=0.0, num_samples=None,
+        str(manifest.egs_dir / "train"),
+        segment_duration=30.0,
+        sample_rate=32000,
+        channels=1,
+        return_info=True,
+        info_fields_required=True,
+        merge_text_p=0.0,
+        num_samples=None,
         shuffle=False,
     )
     assert len(dataset.meta) == manifest.train

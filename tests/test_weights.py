@@ -62,8 +62,9 @@ def test_text_encoder_is_checked_before_training() -> None:
     assert "t5-base" in str(err.value) and "download-weights t5-base" in str(err.value)
 
 
-def test_models_dir_wins_over_the_cache(debug_model_dir: Path, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_dir_wins_over_the_cache(
+    debug_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MUSICGEN_FT_MODELS", str(tmp_path))
     local = tmp_path / "medium"
     local.mkdir()
