@@ -149,6 +149,7 @@ def run_job(
     from musicgen_ft.weights import ensure_variant_weights
     from preprocessing import vocals
     from preprocessing.audio import PrepSettings
+    from preprocessing.cache import default_cache_dir
     from preprocessing.fetch import FetchSettings
     from preprocessing.stage import prepare
     from training.export import TAR_NAME, write_tar
@@ -194,7 +195,13 @@ def run_job(
     with times.stage("prepare"):
         settings = PrepSettings(sample_rate=variant.sample_rate, channels=variant.channels)
         fetch_settings = FetchSettings(allow_private=inputs.allow_private_urls)
-        dataset = prepare(inputs.dataset_path, settings, workdir / "prepare", fetch_settings)
+        dataset = prepare(
+            inputs.dataset_path,
+            settings,
+            workdir / "prepare",
+            fetch_settings,
+            cache_dir=default_cache_dir() / "prep",
+        )
         report = dataset.report
         logger.info(
             "dataset: %d files used, %d rejected, %d chunks, %.1f min",
@@ -210,7 +217,7 @@ def run_job(
     if inputs.drop_vocals:
         with times.stage("vocals"):
             chunks, report.vocal_removal = vocals.remove_vocals(
-                chunks, vocal_settings, workdir / "vocals"
+                chunks, vocal_settings, workdir / "vocals", cache_dir=default_cache_dir() / "vocals"
             )
     else:
         report.vocal_removal = {"applied": False, "reason": "drop_vocals=false"}

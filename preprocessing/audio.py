@@ -1,10 +1,11 @@
 """Decode, resample, loudness-normalize and chunk one source file.
 
 Every usable file goes through the same steps, whatever its length: decode with a real decoder
-(libsndfile, or FFmpeg's libraries through PyAV for the formats libsndfile lacks), mix to the
-variant's channel layout, resample with soxr, normalize integrated loudness with a peak ceiling,
-then cut 30 s chunks (a tail chunk only when it is longer than the 5 s minimum). Silent chunks
-and exact duplicates are dropped; clipping is reported.
+(libsndfile for wav/flac/aiff, FFmpeg's libraries through PyAV for the compressed formats, each
+falling back to the other), mix to the variant's channel layout, resample with soxr, normalize
+integrated loudness with a peak ceiling, then cut 30 s chunks (a tail chunk only when it is longer
+than the 5 s minimum). Silent chunks are dropped, chunks are hashed so that the stage can drop
+exact duplicates, and clipping in the source is reported.
 """
 
 from __future__ import annotations
@@ -15,14 +16,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 import soundfile as sf
 import soxr
 
+from preprocessing.loudness import loudness_gain_db
+
 AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".wave", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4",
-     ".aif", ".aiff", ".aifc"}
+    {
+        ".wav",
+        ".wave",
+        ".mp3",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".m4a",
+        ".aac",
+        ".mp4",
+        ".aif",
+        ".aiff",
+        ".aifc",
+    }
 )
+# libsndfile reads these fast (for Ogg Vorbis about twice as fast as PyAV's per-frame loop);
+# the rest (m4a/aac/mp4) go to FFmpeg first.
+_SNDFILE_FIRST = frozenset(
+    {".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".ogg", ".oga", ".opus"}
+)
+CLIP_LEVEL = 0.999
+CLIP_FRACTION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -60,58 +82,89 @@ class UnusableAudio(Exception):
 
 @dataclass
 class PreparedFile:
+    """What one source file became: chunk WAVs (index, start s, duration s, path) and facts."""
+
     source: str
     chunks: list[tuple[int, float, float, Path]] = field(default_factory=list)
     chunk_hashes: list[str] = field(default_factory=list)
     silent_chunks: int = 0
     clipped: bool = False
     seconds: float = 0.0
+    gain_db: float = 0.0
 
 
 def decode(path: Path) -> tuple[np.ndarray, int]:
-    """Decode `path` to float32 [frames, channels] and its sample rate."""
+    """Decode `path` to float32 [frames, channels] and its sample rate. Raises UnusableAudio."""
+    order = (
+        (_decode_sndfile, _decode_av)
+        if path.suffix.lower() in _SNDFILE_FIRST
+        else (_decode_av, _decode_sndfile)
+    )
+    errors: dict[object, UnusableAudio] = {}
+    for decoder in order:
+        try:
+            audio, sr = decoder(path)
+        except UnusableAudio as exc:
+            errors[decoder] = exc
+            continue
+        if audio.shape[0] > 0 and sr > 0:
+            return audio, sr
+        errors[decoder] = UnusableAudio("cannot decode: no audio samples")
+    # FFmpeg's reasons are the more telling ones (libsndfile often says "unknown format").
+    raise errors.get(_decode_av) or errors[_decode_sndfile]
+
+
+def _decode_sndfile(path: Path) -> tuple[np.ndarray, int]:
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(sr)
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        pass
-    return _decode_av(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = getattr(exc, "error_string", None) or str(exc).replace(str(path), "the file")
+        raise UnusableAudio(f"cannot decode: {reason}") from None
+    return data, int(sr)
 
 
 def _decode_av(path: Path) -> tuple[np.ndarray, int]:
     import av
 
+    frames: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
             streams = [s for s in container.streams if s.type == "audio"]
             if not streams:
-                raise UnusableAudio("no audio stream in the file")
+                raise UnusableAudio("cannot decode: no audio stream in the file")
             stream = streams[0]
-            frames: list[np.ndarray] = []
-            sr = int(stream.codec_context.sample_rate or 0)
+            sr = int(getattr(stream.codec_context, "sample_rate", 0) or 0)
             for frame in container.decode(stream):
-                array = frame.to_ndarray()
-                if array.dtype.kind == "i":
-                    array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-                channels = len(frame.layout.channels)
-                if frame.format.is_planar:
-                    frames.append(array.reshape(channels, -1).T.astype(np.float32))
-                else:
-                    frames.append(array.reshape(-1, channels).astype(np.float32))
+                frames.append(_frame_to_array(frame))
     except UnusableAudio:
         raise
     except Exception as exc:  # PyAV raises many error types for corrupt input
-        raise UnusableAudio(f"cannot decode: {type(exc).__name__}: {exc}".strip()) from None
+        reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
+        raise UnusableAudio(f"cannot decode: {str(reason).lower()}") from None
     if not frames or sr <= 0:
         raise UnusableAudio("cannot decode: no audio frames")
     return np.concatenate(frames, axis=0), sr
+
+
+def _frame_to_array(frame: object) -> np.ndarray:
+    array = frame.to_ndarray()  # type: ignore[attr-defined]
+    channels = len(frame.layout.channels)  # type: ignore[attr-defined]
+    if array.dtype.kind in "iu":
+        info = np.iinfo(array.dtype)
+        array = (array.astype(np.float32) - (info.max + info.min + 1) / 2) / (info.max + 1)
+    array = array.astype(np.float32, copy=False)
+    if frame.format.is_planar:  # type: ignore[attr-defined]
+        return array.reshape(channels, -1).T
+    return array.reshape(-1, channels)
 
 
 def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
     """Mix down to mono, or keep/duplicate channels for stereo."""
     have = audio.shape[1]
     if channels == 1:
-        return audio.mean(axis=1, keepdims=True) if have > 1 else audio
+        if have == 2:  # the common case, without mean()'s reduction machinery
+            return ((audio[:, 0] + audio[:, 1]) * np.float32(0.5))[:, None]
+        return audio.mean(axis=1, keepdims=True, dtype=np.float32) if have > 1 else audio
     if have == 1:
         return np.repeat(audio, channels, axis=1)
     if have == channels:
@@ -122,65 +175,53 @@ def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
     return np.stack([left, right], axis=1)
 
 
-def normalize_loudness(
-    audio: np.ndarray, sample_rate: int, target_lufs: float, peak_dbfs: float
-) -> np.ndarray:
-    """Scale to `target_lufs` integrated loudness, lowered if the peak would pass `peak_dbfs`."""
-    meter = pyloudnorm.Meter(sample_rate)
-    block = meter.block_size
-    if audio.shape[0] < int(block * sample_rate) + 1:
-        measured = 20 * math.log10(float(np.sqrt(np.mean(audio**2))) + 1e-12)  # short: RMS
-    else:
-        measured = float(meter.integrated_loudness(audio))
-    if not math.isfinite(measured):
-        raise UnusableAudio("the file is silent")
-    gain_db = target_lufs - measured
-    peak = float(np.max(np.abs(audio)))
-    if peak > 0:
-        gain_db = min(gain_db, peak_dbfs - 20 * math.log10(peak))
-    return (audio * (10 ** (gain_db / 20))).astype(np.float32)
+def is_clipped(audio: np.ndarray) -> bool:
+    """More than 0.1 % of samples at full scale: the source was clipped."""
+    if max(float(audio.max()), -float(audio.min())) < CLIP_LEVEL:
+        return False
+    return bool(np.count_nonzero(np.abs(audio) >= CLIP_LEVEL) > CLIP_FRACTION * audio.size)
 
 
-def prepare_file(
-    path: Path, source: str, out_dir: Path, settings: PrepSettings
-) -> PreparedFile:
+def prepare_file(path: Path, source: str, out_dir: Path, settings: PrepSettings) -> PreparedFile:
     """Turn one source file into chunk WAVs under `out_dir`. Raises UnusableAudio."""
-    try:
-        audio, sr = decode(path)
-    except UnusableAudio:
-        raise
-    except Exception as exc:
-        raise UnusableAudio(f"cannot decode: {type(exc).__name__}: {exc}") from None
-    if audio.size == 0 or sr <= 0:
-        raise UnusableAudio("no audio samples")
+    audio, sr = decode(path)
     seconds = audio.shape[0] / sr
     if seconds <= settings.min_seconds:
         raise UnusableAudio(
-            f"{seconds:.1f} s long; files must be longer than {settings.min_seconds:g} s"
+            f"too short: {seconds:.1f} s; files must be longer than {settings.min_seconds:g} s"
         )
-    result = PreparedFile(source=source, seconds=seconds)
-    result.clipped = bool(np.mean(np.abs(audio) >= 0.999) > 1e-3)
+    if not np.all(np.isfinite(audio)):
+        raise UnusableAudio("cannot decode: the file holds NaN or infinite samples")
+    result = PreparedFile(source=source, seconds=seconds, clipped=is_clipped(audio))
     audio = to_channels(audio, settings.channels)
     if sr != settings.sample_rate:
-        audio = soxr.resample(audio, sr, settings.sample_rate, quality="HQ").astype(np.float32)
-    audio = normalize_loudness(audio, settings.sample_rate, settings.target_lufs, settings.peak_dbfs)
+        audio = soxr.resample(audio, sr, settings.sample_rate, quality="HQ")
+    gain_db = loudness_gain_db(
+        audio, settings.sample_rate, settings.target_lufs, settings.peak_dbfs
+    )
+    if gain_db is None:
+        raise UnusableAudio("the file is silent")
+    result.gain_db = gain_db
+    scale = np.float32(10 ** (gain_db / 20) * 32767.0)
+    pcm = np.clip(np.rint(audio * scale), -32768, 32767).astype("<i2")
+    del audio
 
     step = int(settings.chunk_seconds * settings.sample_rate)
     minimum = int(settings.min_seconds * settings.sample_rate)
-    stem = _safe_stem(source)
+    silence_power = (10 ** (settings.silence_dbfs / 20) * 32767.0) ** 2
+    stem = chunk_stem(source)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for index, start in enumerate(range(0, audio.shape[0], step)):
-        piece = audio[start : start + step]
+    for index, start in enumerate(range(0, pcm.shape[0], step)):
+        piece = pcm[start : start + step]
         if piece.shape[0] <= minimum:
             continue
-        rms = float(np.sqrt(np.mean(piece.astype(np.float64) ** 2)))
-        if 20 * math.log10(rms + 1e-12) < settings.silence_dbfs:
+        power = float(np.mean(np.square(piece, dtype=np.float64)))
+        if power < silence_power:
             result.silent_chunks += 1
             continue
-        pcm = np.clip(np.round(piece * 32767.0), -32768, 32767).astype("<i2")
-        digest = hashlib.sha256(pcm.tobytes()).hexdigest()
+        digest = hashlib.sha256(piece.tobytes()).hexdigest()
         chunk_path = out_dir / f"{stem}-{index:04d}.wav"
-        sf.write(str(chunk_path), pcm, settings.sample_rate, subtype="PCM_16")
+        sf.write(str(chunk_path), piece, settings.sample_rate, subtype="PCM_16")
         result.chunks.append(
             (index, start / settings.sample_rate, piece.shape[0] / settings.sample_rate, chunk_path)
         )
@@ -188,9 +229,15 @@ def prepare_file(
     return result
 
 
-def _safe_stem(source: str) -> str:
+def chunk_stem(source: str) -> str:
     """A file-name-safe, unique stem for chunks of `source` (a relative path)."""
     base = Path(source).stem
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)[:60] or "audio"
     tag = hashlib.sha1(source.encode("utf-8")).hexdigest()[:8]
     return f"{keep}-{tag}"
+
+
+def rms_dbfs(audio: np.ndarray) -> float:
+    """RMS level of float audio in dBFS (-inf for digital silence)."""
+    power = float(np.mean(np.square(audio, dtype=np.float64))) if audio.size else 0.0
+    return 10 * math.log10(power) if power > 0 else -math.inf

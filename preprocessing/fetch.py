@@ -153,7 +153,6 @@ def download(
     kwargs: dict[str, object] = {"timeout": timeout, "follow_redirects": False}
     if transport is not None:
         kwargs["transport"] = transport
-    dest_dir.mkdir(parents=True, exist_ok=True)
     current = url
     with httpx.Client(**kwargs) as client:  # type: ignore[arg-type]
         for _hop in range(settings.max_redirects + 1):
@@ -215,6 +214,7 @@ def _save(response: object, url: str, dest_dir: Path, settings: FetchSettings) -
     total = int(declared) if declared and declared.isdigit() else None
     if total is not None and total > settings.max_bytes:
         raise DatasetError(_too_large(url, total, settings))
+    dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / download_name(url)
     part = target.with_name(target.name + ".part")
     received = 0
@@ -236,7 +236,9 @@ def _save(response: object, url: str, dest_dir: Path, settings: FetchSettings) -
     finally:
         part.unlink(missing_ok=True)
     logger.info(
-        "downloaded %s (%.1f MB in %.1f s)", _redact(url), received / 1e6,
+        "downloaded %s (%.1f MB in %.1f s)",
+        _redact(url),
+        received / 1e6,
         time.monotonic() - started,
     )
     return target

@@ -26,6 +26,8 @@ class Progress:
         if sys.stderr.isatty():
             from tqdm import tqdm
 
+            # No monitor thread: the prep stage forks workers, which must not run beside threads.
+            tqdm.monitor_interval = 0
             scale = unit == "B"
             self._bar = tqdm(
                 total=total, desc=what, unit=unit or "it", unit_scale=scale, leave=False

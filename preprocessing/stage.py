@@ -1,20 +1,32 @@
-"""Data preparation stage: fetch → unpack → per-file preprocessing → chunks and a report."""
+"""Data preparation stage: fetch → unpack → per-file preprocessing → chunks and a report.
+
+Files are prepared in parallel worker processes (forked, so they start without re-importing
+anything); the stage then drops exact duplicates in a fixed order and builds the report. With a
+`cache_dir`, a dataset already prepared with the same settings is reused (see `cache`).
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import sys
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from musicgen_ft.errors import DatasetError
 from musicgen_ft.types import Chunk, DatasetReport, Rejected
-from preprocessing.audio import PrepSettings, PreparedFile, UnusableAudio, prepare_file
+from preprocessing import cache
+from preprocessing.audio import PreparedFile, PrepSettings, UnusableAudio, prepare_file
 from preprocessing.fetch import FetchSettings, fetch
-from preprocessing.unpack import Unpacked, unpack
+from preprocessing.progress import Progress
+from preprocessing.unpack import Unpacked, UnpackSettings, unpack
 
 logger = logging.getLogger(__name__)
+
+CAPTION_MAX_CHARS = 2000
 
 
 @dataclass
@@ -26,11 +38,12 @@ class PreparedDataset:
 
 def read_caption(audio: Path) -> str | None:
     """The text of `songname.txt` next to `songname.<ext>`, if present and not empty."""
-    caption = audio.with_suffix(".txt")
-    if not caption.is_file():
-        return None
-    text = caption.read_text(encoding="utf-8", errors="replace").strip()
-    return " ".join(text.split()) or None
+    for suffix in (".txt", ".TXT"):
+        caption = audio.with_suffix(suffix)
+        if caption.is_file():
+            text = caption.read_text(encoding="utf-8-sig", errors="replace").strip()
+            return " ".join(text.split())[:CAPTION_MAX_CHARS] or None
+    return None
 
 
 def _prepare_one(args: tuple[Path, str, Path, PrepSettings]) -> PreparedFile | str:
@@ -40,7 +53,7 @@ def _prepare_one(args: tuple[Path, str, Path, PrepSettings]) -> PreparedFile | s
     except UnusableAudio as exc:
         return str(exc)
     except MemoryError:
-        return "too large to decode in memory"
+        return "too large to decode in memory; split it into shorter files"
 
 
 def prepare(
@@ -49,20 +62,61 @@ def prepare(
     workdir: Path,
     fetch_settings: FetchSettings | None = None,
     workers: int | None = None,
+    *,
+    unpack_settings: UnpackSettings | None = None,
+    cache_dir: Path | None = None,
+    transport: object | None = None,
 ) -> PreparedDataset:
     """Fetch and unpack `source` and prepare every usable audio file in it.
 
-    Writes under `workdir/fetch`, `workdir/unpacked` and `workdir/chunks`. Raises DatasetError
-    when nothing usable remains, with the reason for every file.
+    Args:
+        source: URL, archive, folder or audio file (the job's `dataset_path`).
+        settings: Target rate/channels, loudness and chunking.
+        workdir: The stage's folder; writes `fetch/`, `unpacked/` and `chunks/` under it.
+        fetch_settings: Download limits and address policy.
+        workers: Worker processes (default: one per CPU, at most one per file).
+        unpack_settings: Archive caps.
+        cache_dir: Reuse and record prepared chunks there (None: no cache).
+        transport: httpx transport for downloads (tests).
+
+    Raises:
+        DatasetError: when the input is unusable or nothing usable remains, with the reason for
+            every file.
     """
-    local = fetch(source, workdir / "fetch", fetch_settings)
-    unpacked = unpack(local, workdir / "unpacked")
-    return prepare_unpacked(unpacked, settings, workdir / "chunks", workers)
+    local = fetch(source, workdir / "fetch", fetch_settings, transport=transport)
+    chunk_dir = workdir / "chunks"
+    key = None
+    if cache_dir is not None:
+        key = cache.cache_key(cache.content_hash(local), settings.key())
+        hit = cache.load(cache_dir, key, chunk_dir)
+        if hit is not None:
+            chunks, report = hit
+            logger.info("reusing %d prepared chunks from the cache (%s)", len(chunks), key)
+            root = local if local.is_dir() else workdir / "unpacked"
+            return PreparedDataset(chunks=chunks, report=report, root=root)
+    unpacked = unpack(local, workdir / "unpacked", unpack_settings)
+    prepared = prepare_unpacked(unpacked, settings, chunk_dir, workers)
+    if cache_dir is not None and key is not None:
+        cache.store(cache_dir, key, prepared.chunks, prepared.report)
+    return prepared
+
+
+def _executor(workers: int) -> Executor:
+    # Forked workers start at once with everything imported; forking a process that runs other
+    # threads (a server, a progress monitor) can deadlock on a lock held there, so such a
+    # process starts clean workers instead (they import the prep modules, ~0.5 s each).
+    alone = threading.active_count() == 1
+    method = "fork" if sys.platform.startswith("linux") and alone else "spawn"
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context(method),
+    )
 
 
 def prepare_unpacked(
     unpacked: Unpacked, settings: PrepSettings, chunk_dir: Path, workers: int | None = None
 ) -> PreparedDataset:
+    """Prepare every audio file of `unpacked` into `chunk_dir` and build the report."""
     report = DatasetReport(ignored=dict(unpacked.ignored), files_seen=len(unpacked.audio))
     if not unpacked.audio:
         ignored = ", ".join(f"{n} {k}" for k, n in sorted(unpacked.ignored.items())) or "nothing"
@@ -74,16 +128,35 @@ def prepare_unpacked(
         (path, path.relative_to(unpacked.root).as_posix(), chunk_dir, settings)
         for path in unpacked.audio
     ]
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_prepare_one, jobs))
-    else:
-        results = [_prepare_one(job) for job in jobs]
+    # Largest first, so a long file does not start last and leave one core idle at the end.
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].stat().st_size)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    results: list[PreparedFile | str | None] = [None] * len(jobs)
+    with Progress("prepare", len(jobs), unit="files") as progress:
+        if workers > 1:
+            with _executor(workers) as pool:
+                futures = {i: pool.submit(_prepare_one, jobs[i]) for i in order}
+                for i in order:
+                    results[i] = futures[i].result()
+                    progress.update()
+        else:
+            for i in order:
+                results[i] = _prepare_one(jobs[i])
+                progress.update()
+    return _collect(jobs, results, report, settings, unpacked.root)
 
+
+def _collect(
+    jobs: list[tuple[Path, str, Path, PrepSettings]],
+    results: list[PreparedFile | str | None],
+    report: DatasetReport,
+    settings: PrepSettings,
+    root: Path,
+) -> PreparedDataset:
     chunks: list[Chunk] = []
-    seen_hashes: set[str] = set()
+    seen_hashes: dict[str, str] = {}
     for (path, rel, _, _), result in zip(jobs, results, strict=True):
+        assert result is not None
         if isinstance(result, str):
             report.files_rejected.append(Rejected(rel, result))
             continue
@@ -91,15 +164,16 @@ def prepare_unpacked(
         if result.clipped:
             report.clipping.append(rel)
         caption = read_caption(path)
-        kept = 0
+        kept, duplicate_of = 0, None
         for (index, start, duration, chunk_path), digest in zip(
             result.chunks, result.chunk_hashes, strict=True
         ):
             if digest in seen_hashes:
                 report.dropped_duplicate_chunks += 1
+                duplicate_of = duplicate_of or seen_hashes[digest]
                 chunk_path.unlink(missing_ok=True)
                 continue
-            seen_hashes.add(digest)
+            seen_hashes[digest] = rel
             kept += 1
             chunks.append(
                 Chunk(
@@ -117,11 +191,11 @@ def prepare_unpacked(
         if kept:
             report.files_used.append(rel)
         elif result.chunks:
-            report.files_rejected.append(Rejected(rel, "duplicate of another file's audio"))
+            report.files_rejected.append(Rejected(rel, f"duplicate of {duplicate_of}"))
         else:
             report.files_rejected.append(Rejected(rel, "only silence"))
     report.chunks = len(chunks)
     if not chunks:
         reasons = "; ".join(f"{r.path}: {r.reason}" for r in report.files_rejected)
         raise DatasetError(f"no usable audio in the dataset ({reasons})")
-    return PreparedDataset(chunks=chunks, report=report, root=unpacked.root)
+    return PreparedDataset(chunks=chunks, report=report, root=root)

@@ -285,8 +285,9 @@ def _extract_zip(path: Path, dest: Path, settings: UnpackSettings) -> None:
             if info.file_size > settings.ratio_min_bytes and (
                 info.file_size > settings.max_ratio * max(info.compress_size, 1)
             ):
+                ratio = info.file_size / max(info.compress_size, 1)
                 raise DatasetError(
-                    f"archive member {name!r} expands {info.file_size / max(info.compress_size, 1):.0f} "
+                    f"archive member {name!r} expands {ratio:.0f} "
                     f"times (limit {settings.max_ratio:g}; a zip bomb?); refusing the archive"
                 )
         if declared > settings.max_total_bytes:
@@ -385,7 +386,7 @@ def _extract_gzip_file(path: Path, dest: Path, settings: UnpackSettings) -> None
             if ext not in AUDIO_EXTENSIONS:
                 stem = f"{Path(stem).stem or 'audio'}{audio_extension(head) or ext or '.bin'}"
             member = member_path(stem) or PurePosixPath("audio.bin")
-            _copy(src, _target(dest, member, stem), stem, budget, None)
+            _copy(src, _target(dest, member, stem), stem, budget, None)  # type: ignore[arg-type]
     except DatasetError:
         raise
     except (OSError, EOFError, zlib.error) as exc:

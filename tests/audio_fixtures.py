@@ -36,7 +36,9 @@ def tone(
     return np.repeat(mono[:, None], channels, axis=1)
 
 
-def noise(seconds: float, sr: int = SR, channels: int = 2, amp: float = 0.1, seed: int = 0) -> np.ndarray:
+def noise(
+    seconds: float, sr: int = SR, channels: int = 2, amp: float = 0.1, seed: int = 0
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (amp * rng.standard_normal((int(seconds * sr), channels))).astype(np.float32)
 
@@ -71,8 +73,10 @@ def music(
     bass_semis = np.array([c[0] for c in _CHORDS], dtype=np.float64)[chord_index]
     out += 0.15 * np.sin(2 * np.pi * np.cumsum(root / 2 * 2 ** (bass_semis / 12)) / sr)
     in_beat = t % beat
-    out += 0.5 * np.sin(2 * np.pi * (50 + 80 * np.exp(-in_beat * 30)) * in_beat) * np.exp(
-        -in_beat * 12
+    out += (
+        0.5
+        * np.sin(2 * np.pi * (50 + 80 * np.exp(-in_beat * 30)) * in_beat)
+        * np.exp(-in_beat * 12)
     )
     in_eighth = t % (beat / 2)
     hat = rng.standard_normal(frames) * np.exp(-in_eighth * 60) * 0.05
@@ -107,9 +111,23 @@ def write_audio(path: Path, audio: np.ndarray, sr: int = SR) -> Path:
         sf.write(str(raw), audio, sr, subtype="PCM_16")
         try:
             run = subprocess.run(
-                ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(raw), "-c:a", "aac",
-                 "-b:a", "96k", str(path)],
-                capture_output=True, text=True, check=False,
+                [
+                    "ffmpeg",
+                    "-nostdin",
+                    "-loglevel",
+                    "error",
+                    "-y",
+                    "-i",
+                    str(raw),
+                    "-c:a",
+                    "aac",
+                    "-b:a",
+                    "96k",
+                    str(path),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
         finally:
             raw.unlink(missing_ok=True)
@@ -124,5 +142,42 @@ def corrupt_mp3(path: Path, size: int = 4096, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     body = bytes(rng.integers(0, 256, size, dtype=np.uint8))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0a" + b"\x00" * 10 + body.replace(b"\xff", b"\x00"))
+    header = b"ID3\x03\x00\x00\x00\x00\x00\x0a" + b"\x00" * 10
+    path.write_bytes(header + body.replace(b"\xff", b"\x00"))  # no MPEG frame sync anywhere
     return path
+
+
+def make_tiny_demucs(repo: Path, name: str = "tiny_htdemucs", seed: int = 0) -> str:
+    """Save a tiny random HTDemucs in Demucs's own format: `<sig>-<sha>.th` plus a `NAME.yaml`
+    bag, loadable with `demucs.pretrained.get_model(NAME, repo=repo)`. Returns the signature.
+
+    Channels 8, depth 4, one transformer layer, 2 s segments: separates 2 s in well under a
+    second on one CPU thread (depth 2 makes the transformer attend over ~11k tokens).
+    """
+    import hashlib
+    from fractions import Fraction
+
+    import torch
+    from demucs.htdemucs import HTDemucs
+    from demucs.states import serialize_model
+    from omegaconf import OmegaConf
+
+    torch.manual_seed(seed)
+    model = HTDemucs(
+        sources=["drums", "bass", "other", "vocals"],
+        audio_channels=2,
+        samplerate=44100,
+        channels=8,
+        depth=4,
+        t_layers=1,
+        nfft=1024,
+        segment=Fraction(2),
+    )
+    repo.mkdir(parents=True, exist_ok=True)
+    sig = f"{seed:08x}"
+    tmp = repo / f"{sig}.tmp"
+    torch.save(serialize_model(model, OmegaConf.create({}), half=False), tmp)
+    checksum = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
+    tmp.rename(repo / f"{sig}-{checksum}.th")
+    (repo / f"{name}.yaml").write_text(f"models: ['{sig}']\n")
+    return sig

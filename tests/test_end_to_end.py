@@ -37,6 +37,8 @@ def test_tar_is_a_real_archive_with_the_documented_members(trained: Path) -> Non
     assert meta["versions"]["audiocraft"] == "1.3.0"
     # Key and BPM come from Essentia's algorithms; the pretrained taggers are absent offline,
     # and the report says so instead of pretending.
+    vocals = dataset["vocal_removal"]
+    assert vocals["applied"] is True and vocals["model"] == "htdemucs"
     labeling = dataset["labeling"]
     assert set(labeling["unavailable"]) == {"genres", "moods", "instruments"}
     assert labeling["keys"] and labeling["bpm_histogram"]
@@ -134,8 +136,7 @@ def test_the_tar_carries_the_vocabulary_and_predict_warns_off_it(
     assert warn_if_prompt_is_off_vocabulary(loaded, "a warm ambient pad") is False
 
 
-def test_stereo_fine_tune_with_interleaved_codebooks(example_archive: Path,
-                                                     tmp_path: Path) -> None:
+def test_stereo_fine_tune_with_interleaved_codebooks(example_archive: Path, tmp_path: Path) -> None:
     """Stereo variants train and generate two channels (tiny model, same code path)."""
     from inference.generate import GenerateParams, generate
     from inference.loading import load_model
@@ -143,8 +144,14 @@ def test_stereo_fine_tune_with_interleaved_codebooks(example_archive: Path,
     from musicgen_ft.pipeline import run_job
 
     inputs = TrainInputs(
-        dataset_path=str(example_archive), model_version="debug-stereo", drop_vocals=False,
-        auto_labeling=False, epochs=1, updates_per_epoch=2, batch_size=2, optimizer="adamw",
+        dataset_path=str(example_archive),
+        model_version="debug-stereo",
+        drop_vocals=False,
+        auto_labeling=False,
+        epochs=1,
+        updates_per_epoch=2,
+        batch_size=2,
+        optimizer="adamw",
         lr=1e-3,
     )
     result = run_job(inputs, tmp_path)
