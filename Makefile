@@ -26,7 +26,10 @@ test: lint pytest
 
 bench: setup
 	MUSICGEN_FT_BENCH=1 bash scripts/setup.sh
-	$(PY) bench/run_all.py
+	$(PY) bench/bench_prep.py
+	$(PY) bench/bench_prep.py --model_version stereo-small
+	$(PY) bench/bench_labels.py
+	$(PY) bench/bench_labels.py --seed 8
 
 clean:
 	rm -rf demo runs .pytest_cache .mypy_cache .ruff_cache

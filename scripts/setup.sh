@@ -30,14 +30,15 @@ fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-# Some images point pip at local mirrors that may be empty; those warnings are noise.
 export PIP_NO_WARN_SCRIPT_LOCATION=1
+# Some images point pip at local mirrors that may be empty; those warnings are noise.
+pip_() { "${PIP[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 CONSTRAINTS=()
 [ -f requirements-lock.txt ] && CONSTRAINTS=(-c requirements-lock.txt)
 
 echo "setup: installing pinned Python packages into .venv (first run: a few minutes)"
-"${PIP[@]}" install "${CONSTRAINTS[@]}" -r requirements.txt -r requirements-dev.txt
-"${PIP[@]}" install --no-deps -r requirements-nodeps.txt
+pip_ install "${CONSTRAINTS[@]}" -r requirements.txt -r requirements-dev.txt
+pip_ install --no-deps -r requirements-nodeps.txt
 # torchaudio's compiled extension only loads beside the torch build it was made for (a
 # CUDA build). Beside another torch, drop it so torchaudio uses its pure-Python paths.
 if ! "$VENV/bin/python" -c "import torchaudio" >/dev/null 2>&1; then
@@ -52,12 +53,12 @@ SRC="$VENV/src"
 AC_DIR="$SRC/audiocraft-$AUDIOCRAFT_VERSION"
 if [ ! -d "$AC_DIR/config" ]; then
   mkdir -p "$SRC"
-  "${PIP[@]}" download --no-deps --no-binary :all: "audiocraft==$AUDIOCRAFT_VERSION" -d "$SRC"
+  pip_ download --no-deps --no-binary :all: "audiocraft==$AUDIOCRAFT_VERSION" -d "$SRC"
   tar -xzf "$SRC/audiocraft-$AUDIOCRAFT_VERSION.tar.gz" -C "$SRC"
 fi
-"${PIP[@]}" install --no-deps --no-build-isolation -e "$AC_DIR" 2>/dev/null \
-  || "${PIP[@]}" install --no-deps -e "$AC_DIR"
-"${PIP[@]}" install --no-deps -e "$ROOT"
+pip_ install --no-deps --no-build-isolation -e "$AC_DIR" 2>/dev/null \
+  || pip_ install --no-deps -e "$AC_DIR"
+pip_ install --no-deps -e "$ROOT"
 
 rm -f "$VENV"/.setup-*
 touch "$STAMP"
