@@ -150,7 +150,7 @@ def run_job(
     from preprocessing import vocals
     from preprocessing.audio import PrepSettings
     from preprocessing.cache import default_cache_dir
-    from preprocessing.fetch import FetchSettings
+    from preprocessing.fetch import FetchSettings, fetch
     from preprocessing.stage import prepare
     from training.export import TAR_NAME, write_tar
     from training.launch import run_training
@@ -177,9 +177,11 @@ def run_job(
         notes += batch_notes + hyperparameter_notes(inputs)
         for note in notes:
             logger.warning("%s", note)
-        label_overrides = (
-            review.load_overrides(Path(inputs.labels_file)) if inputs.labels_file else {}
-        )
+        fetch_settings = FetchSettings(allow_private=inputs.allow_private_urls)
+        label_overrides = {}
+        if inputs.labels_file:
+            labels_path = fetch(inputs.labels_file, workdir / "labels_file", fetch_settings)
+            label_overrides = review.load_overrides(labels_path)
         base_dir = ensure_variant_weights(variant)
         if inputs.drop_vocals:
             vocals.check_available(vocal_settings)
@@ -194,7 +196,6 @@ def run_job(
 
     with times.stage("prepare"):
         settings = PrepSettings(sample_rate=variant.sample_rate, channels=variant.channels)
-        fetch_settings = FetchSettings(allow_private=inputs.allow_private_urls)
         dataset = prepare(
             inputs.dataset_path,
             settings,

@@ -65,6 +65,13 @@ def validate_input(raw: Any, *, allow_private_urls: bool) -> TrainInputs:
             check_url(str(values["dataset_path"]), allow_private=allow_private_urls)
         except UnsafeUrlError as exc:
             errors.append(FieldError("input.dataset_path", str(exc)))
+    # Files the trainer reads must be URLs too: a server-side path would let a request read
+    # the server's own files.
+    if values.get("labels_file"):
+        try:
+            check_url(str(values["labels_file"]), allow_private=allow_private_urls)
+        except UnsafeUrlError as exc:
+            errors.append(FieldError("input.labels_file", str(exc)))
     if errors:
         raise InvalidInputError(errors)
     try:

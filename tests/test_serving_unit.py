@@ -137,6 +137,15 @@ def test_validation_names_every_bad_field() -> None:
         validate_input(["x"], allow_private_urls=True)
 
 
+def test_labels_file_must_be_a_url_not_a_server_path() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        validate_input(
+            {"dataset_path": "https://example.com/d.zip", "labels_file": "/etc/passwd"},
+            allow_private_urls=False,
+        )
+    assert "input.labels_file" in [e.field for e in info.value.errors]
+
+
 def test_validation_applies_the_operator_setting() -> None:
     inputs = validate_input(
         {"dataset_path": "http://127.0.0.1:1/d.zip", "model_version": "debug", "epochs": "2"},
