@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from musicgen_ft.errors import InputError
-from musicgen_ft.variants import get_variant
+from musicgen_ft.variants import VARIANTS, get_variant
 
 OPTIMIZERS = ("dadam", "adamw")
 LR_SCHEDULERS = (
@@ -46,16 +46,7 @@ class TrainInputs:
         metadata=_spec(
             "Base model: small, medium, melody, stereo-small, stereo-medium, stereo-melody "
             "(debug, debug-stereo: tiny local models for tests). large is not trainable.",
-            choices=(
-                "small",
-                "medium",
-                "melody",
-                "stereo-small",
-                "stereo-medium",
-                "stereo-melody",
-                "debug",
-                "debug-stereo",
-            ),
+            choices=tuple(VARIANTS),
         ),
     )
     auto_labeling: bool = field(

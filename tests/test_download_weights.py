@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,22 +16,14 @@ PAYLOAD = b"pretend model weights\n" * 100
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
+    from serving_support import FileServer
+
     root = tmp_path / "www"
     (root / "heads").mkdir(parents=True)
     (root / "heads" / "model.onnx").write_bytes(PAYLOAD)
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    files = FileServer(root)
+    yield files.url
+    files.close()
 
 
 def _asset(url: str, sha: str) -> weights.Asset:

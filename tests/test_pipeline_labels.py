@@ -52,27 +52,18 @@ def test_captions_come_first_and_no_text_is_empty() -> None:
 
 def test_labels_file_can_be_a_url(tmp_path: Path) -> None:
     """A reviewed labels file given as a URL is fetched with the dataset's safe fetcher."""
-    import http.server
-    import threading
+    from serving_support import FileServer
+
+    from preprocessing.fetch import FetchSettings, fetch
 
     (tmp_path / "labels.csv").write_text(
         "source,chunk_id,key,scale,bpm,genres,moods,instruments,description\na.wav,,E,major,,,,,\n"
     )
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            super().__init__(*args, directory=str(tmp_path), **kwargs)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    from preprocessing.fetch import FetchSettings, fetch
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    server = FileServer(tmp_path)
     try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/labels.csv"
-        local = fetch(url, tmp_path / "got", FetchSettings(allow_private=True))
+        local = fetch(
+            f"{server.url}/labels.csv", tmp_path / "got", FetchSettings(allow_private=True)
+        )
         assert review.load_overrides(local)["a.wav"]["key"] == "E"
     finally:
-        httpd.shutdown()
+        server.close()
