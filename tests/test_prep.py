@@ -319,8 +319,14 @@ def test_cli_bad_input_is_one_clear_line(
 
 
 def test_cli_stops_before_any_work_without_demucs_weights(
-    dataset_zip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    dataset_zip: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Places with no Demucs weights (other tests may have put a stand-in in the shared ones).
+    monkeypatch.setenv("MUSICGEN_FT_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     out = tmp_path / "out"
     assert main([str(dataset_zip), "--model_version", "small", "--output_dir", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
