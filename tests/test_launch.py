@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from musicgen_ft.errors import TrainingError
-from training.launch import dora_command, experiment_folder, run_training
+from training.launch import checkpoint_of, dora_command, experiment_folder, run_training
 
 
 def test_ddp_flag_only_with_several_processes() -> None:
@@ -34,11 +34,11 @@ def test_failed_run_surfaces_exit_code_and_log_tail(tmp_path: Path) -> None:
     assert lines and (tmp_path / "training.log").read_text().startswith("$ ")
 
 
-def test_experiment_folder_requires_exactly_one_checkpointed_xp(tmp_path: Path) -> None:
-    with pytest.raises(TrainingError):
-        experiment_folder(tmp_path)
-    (tmp_path / "xps" / "abc").mkdir(parents=True)
+def test_experiment_folder_is_the_signature_of_the_overrides(tmp_path: Path) -> None:
+    base = ["solver=musicgen/musicgen_base_32khz", "dset=audio/musicgen_ft"]
+    first = experiment_folder([*base, "optim.epochs=2"], tmp_path)
+    assert first.parent == tmp_path / "xps"
+    assert experiment_folder([*base, "optim.epochs=2"], tmp_path) == first
+    assert experiment_folder([*base, "optim.epochs=3"], tmp_path) != first
     with pytest.raises(TrainingError, match="without a checkpoint"):
-        experiment_folder(tmp_path)
-    (tmp_path / "xps" / "abc" / "checkpoint.th").write_bytes(b"x")
-    assert experiment_folder(tmp_path) == tmp_path / "xps" / "abc"
+        checkpoint_of(first)

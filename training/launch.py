@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import getpass
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from musicgen_ft.errors import TrainingError
+
+logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOG_TAIL_LINES = 40
@@ -64,6 +67,9 @@ def run_training(
     """
     dora_dir.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    xp_dir = experiment_folder(overrides, dora_dir)
+    if (xp_dir / "checkpoint.th").is_file():
+        logger.info("resuming from the checkpoint in %s", xp_dir)
     cmd = dora_command(overrides, world_size)
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     with log_path.open("a", encoding="utf-8") as log:
@@ -101,15 +107,25 @@ def run_training(
             log_tail="\n".join(tail),
             returncode=code,
         )
-    return experiment_folder(dora_dir)
+    checkpoint_of(xp_dir)
+    return xp_dir
 
 
-def experiment_folder(dora_dir: Path) -> Path:
-    """The one experiment of this job's Dora folder (each job has its own folder)."""
-    xps = [p for p in (dora_dir / "xps").glob("*") if p.is_dir()]
-    if len(xps) != 1:
-        raise TrainingError(f"expected one experiment under {dora_dir / 'xps'}, found {len(xps)}")
-    checkpoint = xps[0] / "checkpoint.th"
+def experiment_folder(overrides: list[str], dora_dir: Path) -> Path:
+    """The folder Dora gives this run: `dora_dir/xps/<signature of the overrides>`.
+
+    The same overrides always map to the same folder, which is how a re-run of a stopped job
+    resumes from its last checkpoint instead of starting over.
+    """
+    os.environ.setdefault("USER", _user())
+    from training.solver_main import main
+
+    main.dora.dir = dora_dir
+    return Path(main.get_xp(list(overrides)).folder)
+
+
+def checkpoint_of(xp_dir: Path) -> Path:
+    checkpoint = xp_dir / "checkpoint.th"
     if not checkpoint.is_file():
         raise TrainingError(f"training finished without a checkpoint at {checkpoint}")
-    return xps[0]
+    return checkpoint
