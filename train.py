@@ -78,6 +78,7 @@ def train(
     setup_logging(output_dir / "job.log")
     result = run_job(inputs, output_dir)
     print(result.times.table())
+    assert result.tar_path is not None, "Cog runs single-node jobs"
     return TrainingOutput(weights=Path(result.tar_path))
 
 

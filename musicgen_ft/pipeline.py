@@ -25,6 +25,7 @@ from musicgen_ft import __version__
 from musicgen_ft.inputs import TrainInputs
 from musicgen_ft.types import Chunk, Labels
 from musicgen_ft.variants import get_variant
+from training.launch import Topology
 
 logger = logging.getLogger("musicgen_ft")
 
@@ -65,36 +66,63 @@ def peak_memory_mb() -> dict[str, float]:
 
 @dataclass
 class JobResult:
-    tar_path: Path
+    tar_path: Path | None  # None on nodes other than node 0 of a multi-node job
     metadata: dict[str, Any]
     times: StageTimes
 
 
-@dataclass
-class Resources:
-    device: str
-    world_size: int
-
+Resources = Topology
 
 CPU_PROCESSES_ENV = "MUSICGEN_FT_CPU_PROCESSES"
+NNODES_ENV = "MUSICGEN_FT_NNODES"
+NODE_RANK_ENV = "MUSICGEN_FT_NODE_RANK"
+RDZV_ENV = "MUSICGEN_FT_RDZV_ENDPOINT"
+LAUNCHER_ENV = "MUSICGEN_FT_LAUNCHER"
 
 
-def detect_resources() -> Resources:
-    """Every visible GPU, one training process each; else CPU processes (default 1).
+def _env_int(name: str, default: int, minimum: int) -> int:
+    from musicgen_ft.errors import InputError
 
-    `MUSICGEN_FT_CPU_PROCESSES=N` trains with N data-parallel CPU processes (gloo), for boxes
-    without GPUs and for testing the distributed path.
+    raw = os.environ.get(name, str(default)).strip()
+    if not raw.isdigit() or int(raw) < minimum:
+        raise InputError(name, f"{name}={raw!r} must be an integer >= {minimum}")
+    return int(raw)
+
+
+def detect_resources() -> Topology:
+    """Every visible GPU runs one training process; without GPUs, CPU processes (default 1).
+
+    Environment:
+        MUSICGEN_FT_CPU_PROCESSES: N data-parallel CPU processes (gloo) on a box without GPUs.
+        MUSICGEN_FT_LAUNCHER: `dora` (default) or `torchrun`.
+        MUSICGEN_FT_NNODES, MUSICGEN_FT_NODE_RANK, MUSICGEN_FT_RDZV_ENDPOINT: multi-node
+            training: run the same job on every node (node-local or distinct output dirs),
+            with node 0's `host:port` as the rendezvous; node 0 writes trained_model.tar.
     """
     from musicgen_ft.errors import InputError
     from training.launch import visible_gpus
 
     gpus = visible_gpus()
-    if gpus:
-        return Resources(device="cuda", world_size=gpus)
-    raw = os.environ.get(CPU_PROCESSES_ENV, "1")
-    if not raw.isdigit() or int(raw) < 1:
-        raise InputError(CPU_PROCESSES_ENV, f"{CPU_PROCESSES_ENV}={raw!r} must be an integer >= 1")
-    return Resources(device="cpu", world_size=int(raw))
+    device = "cuda" if gpus else "cpu"
+    per_node = gpus or _env_int(CPU_PROCESSES_ENV, 1, 1)
+    nnodes = _env_int(NNODES_ENV, 1, 1)
+    node_rank = _env_int(NODE_RANK_ENV, 0, 0)
+    endpoint = os.environ.get(RDZV_ENV) or None
+    launcher = os.environ.get(LAUNCHER_ENV, "dora")
+    if launcher not in ("dora", "torchrun"):
+        raise InputError(LAUNCHER_ENV, f"{LAUNCHER_ENV}={launcher!r}: use dora or torchrun")
+    if nnodes > 1 and not endpoint:
+        raise InputError(RDZV_ENV, f"{NNODES_ENV}={nnodes} needs {RDZV_ENV}=host:port of node 0")
+    if node_rank >= nnodes:
+        raise InputError(NODE_RANK_ENV, f"{NODE_RANK_ENV}={node_rank} must be < {nnodes}")
+    return Topology(
+        device=device,
+        world_size=per_node * nnodes,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        rdzv_endpoint=endpoint,
+        launcher="torchrun" if nnodes > 1 else launcher,
+    )
 
 
 def versions() -> dict[str, str]:
@@ -256,11 +284,20 @@ def run_job(
     with times.stage("train"):
         xp_dir = run_training(
             overrides,
-            resources.world_size,
+            resources,
             workdir / "train" / "dora",
             output_dir / "training.log",
             on_line=_forward_training_line,
         )
+
+    if not resources.writes_checkpoints:
+        logger.info(
+            "node %d of %d finished its share of the training; node 0 writes %s",
+            resources.node_rank,
+            resources.nnodes,
+            TAR_NAME,
+        )
+        return JobResult(tar_path=None, metadata={"node_rank": resources.node_rank}, times=times)
 
     with times.stage("export"):
         metadata = {
@@ -280,6 +317,8 @@ def run_job(
             "training": {
                 "batch_size": batch_size,
                 "world_size": resources.world_size,
+                "nodes": resources.nnodes,
+                "launcher": "torchrun" if resources.nnodes > 1 else resources.launcher,
                 "device": resources.device,
                 "total_updates": plan.total_updates,
                 "overrides": overrides,

@@ -85,5 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         memory["pipeline_mb"],
         memory["training_mb"],
     )
-    print(result.tar_path)
+    if result.tar_path is not None:
+        print(result.tar_path)
     return 0

@@ -38,6 +38,7 @@ def main() -> int:
     )
     result = run_job(inputs, run_dir)
     times = result.times
+    assert result.tar_path is not None
     with times.stage("predict"):
         loaded = load_model(result.tar_path)
         params = GenerateParams(prompt="warm ambient pad in C major", duration=8.0, seed=0)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from musicgen_ft.inputs import TrainInputs
-from musicgen_ft.pipeline import Resources, run_job
+from musicgen_ft.pipeline import detect_resources, run_job
+from training.launch import Topology
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,7 @@ def test_two_cpu_processes_train_one_model(example_archive: Path, tmp_path: Path
         optimizer="adamw",
         lr=1e-3,
     )
-    result = run_job(inputs, tmp_path, Resources(device="cpu", world_size=2))
+    result = run_job(inputs, tmp_path, Topology(device="cpu", world_size=2))
     training = result.metadata["training"]
     # 3 does not split over 2 processes: adjusted down, logged and recorded, never to 0.
     assert training["batch_size"] == 2 and training["world_size"] == 2
@@ -34,3 +35,35 @@ def test_two_cpu_processes_train_one_model(example_archive: Path, tmp_path: Path
     assert "Distributed init: 1/2" in (xp / "solver.log.1").read_text()
     assert "Traceback" not in rank1
     assert result.tar_path.is_file()
+
+
+def test_torchrun_launcher_trains_on_two_cpu_processes(
+    example_archive: Path, tmp_path: Path
+) -> None:
+    inputs = TrainInputs(
+        dataset_path=str(example_archive), model_version="debug", drop_vocals=False,
+        auto_labeling=False, epochs=1, updates_per_epoch=2, batch_size=2,
+        optimizer="adamw", lr=1e-3,
+    )  # fmt: skip
+    topology = Topology(device="cpu", world_size=2, launcher="torchrun")
+    result = run_job(inputs, tmp_path, topology)
+    assert result.tar_path is not None and result.tar_path.is_file()
+    log = (tmp_path / "training.log").read_text()
+    assert "torch.distributed.run" in log.splitlines()[0]
+    xp = next((tmp_path / "work" / "train" / "dora" / "xps").iterdir())
+    assert "Distributed init: 1/2" in (xp / "solver.log.1").read_text()
+
+
+def test_topology_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from musicgen_ft.errors import InputError
+
+    monkeypatch.setenv("MUSICGEN_FT_CPU_PROCESSES", "2")
+    monkeypatch.setenv("MUSICGEN_FT_NNODES", "3")
+    monkeypatch.setenv("MUSICGEN_FT_NODE_RANK", "1")
+    monkeypatch.setenv("MUSICGEN_FT_RDZV_ENDPOINT", "node0.invalid:29500")  # never contacted
+    topology = detect_resources()
+    assert (topology.world_size, topology.nproc_per_node, topology.launcher) == (6, 2, "torchrun")
+    assert not topology.writes_checkpoints
+    monkeypatch.delenv("MUSICGEN_FT_RDZV_ENDPOINT")
+    with pytest.raises(InputError, match="needs MUSICGEN_FT_RDZV_ENDPOINT"):
+        detect_resources()

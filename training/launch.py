@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from musicgen_ft.errors import TrainingError
@@ -23,6 +24,60 @@ def visible_gpus() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where the training processes run.
+
+    Attributes:
+        device: "cuda" or "cpu".
+        world_size: Training processes over all nodes (one per GPU, or CPU processes).
+        nnodes: Machines taking part; above 1, every node runs the same job and torchrun
+            meets them at `rdzv_endpoint`.
+        node_rank: This machine's rank (0 writes the checkpoints and the tar).
+        rdzv_endpoint: `host:port` of node 0, for multi-node jobs.
+        launcher: "dora" (`dora run`, `-d` for several processes) or "torchrun".
+    """
+
+    device: str
+    world_size: int
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
+    launcher: str = "dora"
+
+    @property
+    def nproc_per_node(self) -> int:
+        return self.world_size // self.nnodes
+
+    @property
+    def writes_checkpoints(self) -> bool:
+        return self.node_rank == 0
+
+
+def torchrun_command(overrides: list[str], topology: Topology) -> list[str]:
+    """torchrun of our entry point: standalone on one node, c10d rendezvous across nodes."""
+    cmd = [sys.executable, "-m", "torch.distributed.run",
+           f"--nproc_per_node={topology.nproc_per_node}"]  # fmt: skip
+    if topology.nnodes == 1:
+        cmd.append("--standalone")
+    else:
+        assert topology.rdzv_endpoint, "multi-node jobs need a rendezvous endpoint"
+        cmd += [
+            f"--nnodes={topology.nnodes}",
+            f"--node_rank={topology.node_rank}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={topology.rdzv_endpoint}",
+            "--rdzv_id=musicgen-ft",
+        ]
+    return [*cmd, "-m", "training.solver_main", *overrides]
+
+
+def launch_command(overrides: list[str], topology: Topology) -> list[str]:
+    if topology.launcher == "torchrun" or topology.nnodes > 1:
+        return torchrun_command(overrides, topology)
+    return dora_command(overrides, topology.world_size)
 
 
 def dora_command(overrides: list[str], world_size: int) -> list[str]:
@@ -55,12 +110,12 @@ def _user() -> str:
 
 def run_training(
     overrides: list[str],
-    world_size: int,
+    topology: Topology,
     dora_dir: Path,
     log_path: Path,
     on_line: Callable[[str], None] | None = None,
 ) -> Path:
-    """Run the solver; return the experiment folder (holding `checkpoint.th`).
+    """Run the solver; return the experiment folder (holding `checkpoint.th` on node 0).
 
     Streams the child's output to `log_path` and `on_line`. Raises TrainingError with the
     exit code and the last lines of the log when the run fails.
@@ -70,7 +125,7 @@ def run_training(
     xp_dir = experiment_folder(overrides, dora_dir)
     if (xp_dir / "checkpoint.th").is_file():
         logger.info("resuming from the checkpoint in %s", xp_dir)
-    cmd = dora_command(overrides, world_size)
+    cmd = launch_command(overrides, topology)
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     with log_path.open("a", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -107,7 +162,8 @@ def run_training(
             log_tail="\n".join(tail),
             returncode=code,
         )
-    checkpoint_of(xp_dir)
+    if topology.writes_checkpoints:
+        checkpoint_of(xp_dir)
     return xp_dir
 
 
