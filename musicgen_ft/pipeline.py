@@ -71,8 +71,6 @@ class JobResult:
     times: StageTimes
 
 
-Resources = Topology
-
 CPU_PROCESSES_ENV = "MUSICGEN_FT_CPU_PROCESSES"
 NNODES_ENV = "MUSICGEN_FT_NNODES"
 NODE_RANK_ENV = "MUSICGEN_FT_NODE_RANK"
@@ -164,7 +162,7 @@ def data_workers(device: str, world_size: int) -> int:
 def run_job(
     inputs: TrainInputs,
     output_dir: Path,
-    resources: Resources | None = None,
+    resources: Topology | None = None,
 ) -> JobResult:
     """Run a whole fine-tune; write `output_dir/trained_model.tar` and return it.
 
