@@ -19,6 +19,7 @@ from typing import Any
 
 from musicgen_ft.errors import FineTuneError, InputError
 from musicgen_ft.variants import COMPRESSION_FILE, LM_FILE, Variant, get_variant
+from musicgen_ft.weights import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +35,6 @@ class LoadedModel:
 def cache_dir() -> Path:
     root = os.environ.get("MUSICGEN_FT_CACHE", str(Path.home() / ".cache" / "musicgen-ft"))
     return Path(root).expanduser() / "finetunes"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_weights(weights: str) -> Path:
@@ -74,7 +67,7 @@ def extract_finetune(tar_path: Path) -> tuple[Path, dict[str, Any]]:
     """Extract `trained_model.tar` (once) and return its folder and metadata."""
     if not tarfile.is_tarfile(tar_path):
         raise InputError("weights", f"{tar_path} is not a tar archive (trained_model.tar)")
-    target = cache_dir() / _sha256(tar_path)[:16]
+    target = cache_dir() / sha256_of(tar_path)[:16]
     if not (target / LM_FILE).is_file():
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,6 @@ the same code as the real checkpoints. Building is deterministic (fixed seed, fi
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -98,11 +97,3 @@ def build_debug_model(out_dir: Path, name: str = "debug") -> Path:
         lm_path,
     )
     return out_dir
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
