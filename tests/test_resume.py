@@ -31,7 +31,8 @@ def test_killed_training_resumes_from_its_checkpoint(example_archive: Path, tmp_
     )  # fmt: skip
     xps = out / "work" / "train" / "dora" / "xps"
     deadline = time.monotonic() + 300
-    while not list(xps.glob("*/checkpoint_1.th")):
+    # checkpoint.th is what the solver restores from (written atomically after checkpoint_1.th).
+    while not list(xps.glob("*/checkpoint.th")):
         assert first.poll() is None, "the first run ended before its first checkpoint"
         assert time.monotonic() < deadline, "no checkpoint after 300 s"
         time.sleep(0.2)
