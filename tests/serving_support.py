@@ -306,3 +306,18 @@ def iter_pages(list_method: Callable[[Any], Any]) -> Iterator[Any]:
         page = list_method(cursor)
         yield page
         cursor = page.next
+
+
+def debug_input(dataset_url: str, **extra: Any) -> dict[str, Any]:
+    """Fewest updates the pipeline accepts; no Essentia/Demucs models are needed."""
+    return {
+        "dataset_path": dataset_url,
+        "model_version": "debug",
+        "auto_labeling": False,
+        "drop_vocals": False,
+        "one_same_description": "synthetic test music",
+        "epochs": 1,
+        "updates_per_epoch": 2,
+        "batch_size": 2,
+        **extra,
+    }

@@ -16,7 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_support import REPO, VENV_BIN, FileServer, free_port, make_dataset, wait_until
+from serving_support import (
+    REPO,
+    VENV_BIN,
+    FileServer,
+    debug_input,
+    free_port,
+    make_dataset,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -98,18 +106,7 @@ def test_cog_trains_then_predicts_with_the_trained_weights(
     try:
         result = post(
             f"{trainer.url}/trainings",
-            {
-                "input": {
-                    "dataset_path": dataset_url,
-                    "model_version": "debug",
-                    "auto_labeling": False,
-                    "drop_vocals": False,
-                    "one_same_description": "synthetic test music",
-                    "epochs": 1,
-                    "updates_per_epoch": 2,
-                    "batch_size": 2,
-                }
-            },
+            {"input": debug_input(dataset_url)},
         )
     finally:
         trainer.stop()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from spine_support import quick_inputs
 
-from musicgen_ft.inputs import TrainInputs
 from musicgen_ft.pipeline import detect_resources, run_job
 from training.launch import Topology
 
@@ -14,17 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_two_cpu_processes_train_one_model(example_archive: Path, tmp_path: Path) -> None:
-    inputs = TrainInputs(
-        dataset_path=str(example_archive),
-        model_version="debug",
-        drop_vocals=False,
-        auto_labeling=False,
-        epochs=1,
-        updates_per_epoch=2,
-        batch_size=3,
-        optimizer="adamw",
-        lr=1e-3,
-    )
+    inputs = quick_inputs(example_archive, batch_size=3)
     result = run_job(inputs, tmp_path, Topology(device="cpu", world_size=2))
     training = result.metadata["training"]
     # 3 does not split over 2 processes: adjusted down, logged and recorded, never to 0.
@@ -40,11 +30,7 @@ def test_two_cpu_processes_train_one_model(example_archive: Path, tmp_path: Path
 def test_torchrun_launcher_trains_on_two_cpu_processes(
     example_archive: Path, tmp_path: Path
 ) -> None:
-    inputs = TrainInputs(
-        dataset_path=str(example_archive), model_version="debug", drop_vocals=False,
-        auto_labeling=False, epochs=1, updates_per_epoch=2, batch_size=2,
-        optimizer="adamw", lr=1e-3,
-    )  # fmt: skip
+    inputs = quick_inputs(example_archive)
     topology = Topology(device="cpu", world_size=2, launcher="torchrun")
     result = run_job(inputs, tmp_path, topology)
     assert result.tar_path is not None and result.tar_path.is_file()

@@ -138,22 +138,13 @@ def test_the_tar_carries_the_vocabulary_and_predict_warns_off_it(
 
 def test_stereo_fine_tune_with_interleaved_codebooks(example_archive: Path, tmp_path: Path) -> None:
     """Stereo variants train and generate two channels (tiny model, same code path)."""
+    from spine_support import quick_inputs
+
     from inference.generate import GenerateParams, generate
     from inference.loading import load_model
-    from musicgen_ft.inputs import TrainInputs
     from musicgen_ft.pipeline import run_job
 
-    inputs = TrainInputs(
-        dataset_path=str(example_archive),
-        model_version="debug-stereo",
-        drop_vocals=False,
-        auto_labeling=False,
-        epochs=1,
-        updates_per_epoch=2,
-        batch_size=2,
-        optimizer="adamw",
-        lr=1e-3,
-    )
+    inputs = quick_inputs(example_archive, model_version="debug-stereo")
     result = run_job(inputs, tmp_path)
     assert "interleave_stereo_codebooks.use=true" in result.metadata["training"]["overrides"]
     loaded = load_model(result.tar_path)

@@ -20,6 +20,7 @@ from serving_support import (
     WebhookReceiver,
     auth,
     client,
+    debug_input,
     make_dataset,
     processes_of_group,
     trainer_pids,
@@ -39,21 +40,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     files = FileServer(folder)
     yield f"{files.url}/{archive.name}"
     files.close()
-
-
-def debug_input(dataset_url: str, **extra: Any) -> dict[str, Any]:
-    """Fewest updates the pipeline accepts; no Essentia/Demucs models are needed."""
-    return {
-        "dataset_path": dataset_url,
-        "model_version": "debug",
-        "auto_labeling": False,
-        "drop_vocals": False,
-        "one_same_description": "synthetic test music",
-        "epochs": 1,
-        "updates_per_epoch": 2,
-        "batch_size": 2,
-        **extra,
-    }
 
 
 def create(c: Any, dataset_url: str, **params: Any) -> Any:

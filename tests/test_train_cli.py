@@ -21,6 +21,14 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     return code, err
 
 
+def debug_job_args(dataset: str, output_dir: Path) -> list[str]:
+    """A `debug` job that needs no Demucs or Essentia models."""
+    return [
+        "--dataset_path", dataset, "--model_version", "debug", "--drop_vocals", "false",
+        "--auto_labeling", "false", "--output_dir", str(output_dir),
+    ]  # fmt: skip
+
+
 def test_large_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(
         ["--dataset_path", "x.zip", "--model_version", "large", "--output_dir", str(tmp_path)],
@@ -47,18 +55,7 @@ def test_bad_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(
-        [
-            "--dataset_path",
-            str(tmp_path / "nope.zip"),
-            "--model_version",
-            "debug",
-            "--drop_vocals",
-            "false",
-            "--auto_labeling",
-            "false",
-            "--output_dir",
-            str(tmp_path / "out"),
-        ],
+        debug_job_args(str(tmp_path / "nope.zip"), tmp_path / "out"),
         capsys,
     )
     assert code == 1
@@ -71,18 +68,7 @@ def test_empty_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("readme.md", "no audio here")
     code, err = run(
-        [
-            "--dataset_path",
-            str(archive),
-            "--model_version",
-            "debug",
-            "--drop_vocals",
-            "false",
-            "--auto_labeling",
-            "false",
-            "--output_dir",
-            str(tmp_path / "out"),
-        ],
+        debug_job_args(str(archive), tmp_path / "out"),
         capsys,
     )
     assert code == 1
