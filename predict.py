@@ -2,19 +2,34 @@
 
     python predict.py --weights runs/mine/trained_model.tar --prompt "lofi piano" --duration 8
 
-A thin edge over inference.loading and inference.generate.
+A thin edge over inference.loading and inference.generate. The parameters Cog sees are built
+from the one generation table (inference/params.py), so no default or bound is repeated here.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 import tempfile
 from pathlib import Path as _Path
+from typing import Any
 
 from cog import BasePredictor, Input, Path
 
-from inference.generate import FORMATS, NORMALIZATION, GenerateParams, generate, write_audio
+from inference.generate import generate, write_audio
 from inference.loading import LoadedModel, load_model
+from inference.params import GenerateParams
+from musicgen_ft.schema import cog_entry_point, cog_parameters, parse
+
+REPLICATE_WEIGHTS = inspect.Parameter(
+    "replicate_weights",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    default=Input(
+        description="Another trained_model.tar (URL or path) to swap in without restarting.",
+        default=None,
+    ),
+    annotation=str,
+)
 
 
 class Predictor(BasePredictor):
@@ -26,59 +41,27 @@ class Predictor(BasePredictor):
         self.weights_source = str(weights) if weights else None
         self.loaded = load_model(self.weights_source, None if weights else "small")
 
-    def predict(
-        self,
-        prompt: str = Input(description="Describe the music to generate.", default=None),
-        input_audio: Path = Input(
-            description="Audio to continue (continuation=true) or a melody (melody variants).",
-            default=None,
-        ),
-        duration: float = Input(description="Seconds of audio to generate.", default=8.0, ge=0.1),
-        continuation: bool = Input(description="Continue input_audio.", default=False),
-        continuation_start: float = Input(
-            description="Start of the prompt in input_audio (s).", default=0.0, ge=0
-        ),
-        continuation_end: float = Input(
-            description="End of the prompt in input_audio (s).", default=None
-        ),
-        normalization_strategy: str = Input(
-            description="Output normalization.", default="loudness", choices=list(NORMALIZATION)
-        ),
-        top_k: int = Input(description="Sample from the k most likely tokens.", default=250),
-        top_p: float = Input(description="Nucleus sampling (0 disables).", default=0.0),
-        temperature: float = Input(description="Sampling temperature.", default=1.0),
-        classifier_free_guidance: float = Input(description="Guidance strength.", default=3.0),
-        output_format: str = Input(description="wav or mp3.", default="wav", choices=list(FORMATS)),
-        seed: int = Input(description="Random seed (-1 or empty: random).", default=None),
-        replicate_weights: str = Input(
-            description="Another trained_model.tar (URL or path) to swap in without restarting.",
-            default=None,
-        ),
-    ) -> Path:
+    def predict(self, **inputs: Any) -> Path:
+        """Cog's prediction entry point; its parameters are GenerateParams' fields."""
+        replicate_weights = inputs.pop("replicate_weights", None)
         if replicate_weights and replicate_weights != self.weights_source:
             self.loaded = load_model(replicate_weights)
             self.weights_source = replicate_weights
-        params = GenerateParams(
-            prompt=prompt,
-            duration=duration,
-            input_audio=_Path(input_audio) if input_audio else None,
-            continuation=continuation,
-            continuation_start=continuation_start,
-            continuation_end=continuation_end,
-            top_k=top_k,
-            top_p=top_p,
-            temperature=temperature,
-            classifier_free_guidance=classifier_free_guidance,
-            seed=None if seed is None or seed < 0 else seed,
-            normalization_strategy=normalization_strategy,
-            output_format=output_format,
-        )
+        given = {k: (_Path(v) if isinstance(v, Path) else v) for k, v in inputs.items()}
+        params = parse(GenerateParams, {k: v for k, v in given.items() if v is not None})
         wav = generate(self.loaded, params)
-        out = _Path(tempfile.mkdtemp(prefix="musicgen-ft-out-")) / f"output.{output_format}"
+        out = _Path(tempfile.mkdtemp(prefix="musicgen-ft-out-")) / f"output.{params.output_format}"
         path = write_audio(
-            wav, self.loaded.model.sample_rate, out, output_format, normalization_strategy
-        )
+            wav, self.loaded.model.sample_rate, out, params.output_format,
+            params.normalization_strategy,
+        )  # fmt: skip
         return Path(path)
+
+
+_SELF = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+cog_entry_point(
+    Predictor.predict, [_SELF, *cog_parameters(GenerateParams), REPLICATE_WEIGHTS], Path
+)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from musicgen_ft.constants import TAR_NAME
 from musicgen_ft.errors import FineTuneError, InputError
+from musicgen_ft.net import allow_private_from_env, download, is_url
+from musicgen_ft.paths import cache_root
 from musicgen_ft.variants import COMPRESSION_FILE, LM_FILE, Variant, get_variant
 from musicgen_ft.weights import sha256_of
 
@@ -33,29 +35,41 @@ class LoadedModel:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("MUSICGEN_FT_CACHE", str(Path.home() / ".cache" / "musicgen-ft"))
-    return Path(root).expanduser() / "finetunes"
+    """Extracted fine-tunes and downloaded tars (`finetunes/` of the cache root)."""
+    return cache_root() / "finetunes"
 
 
-def fetch_weights(weights: str) -> Path:
-    """A local path for `weights` (a path, or an HTTP(S) URL downloaded to the cache)."""
-    if weights.startswith(("http://", "https://")):
-        import httpx
+WEIGHTS_MAX_BYTES = 20 * 1000**3  # the largest fine-tune tar a URL may deliver
 
+
+def fetch_weights(weights: str, *, allow_private: bool | None = None) -> Path:
+    """A local path for `weights`: a path, or a URL downloaded (once) to the cache.
+
+    URLs go through the guarded downloader (`musicgen_ft.net.download`): https only, public
+    addresses only unless `allow_private`, redirects checked hop by hop, size capped.
+
+    Args:
+        weights: trained_model.tar path or http(s) URL.
+        allow_private: The private-URL switch; None reads `MUSICGEN_FT_ALLOW_PRIVATE_URLS`
+            (true/1/yes/on).
+
+    Raises:
+        InputError: the path does not exist, or the URL is refused (UnsafeUrlError).
+        DownloadError: the download failed.
+    """
+    if is_url(weights):
+        if allow_private is None:
+            allow_private = allow_private_from_env()
         target = cache_dir() / "downloads" / hashlib.sha256(weights.encode()).hexdigest()[:16]
-        tar_path = target / "trained_model.tar"
+        tar_path = target / TAR_NAME
         if not tar_path.exists():
-            target.mkdir(parents=True, exist_ok=True)
-            part = tar_path.with_suffix(".part")
-            try:
-                with httpx.stream("GET", weights, follow_redirects=True, timeout=60.0) as resp:
-                    resp.raise_for_status()
-                    with part.open("wb") as handle:
-                        for block in resp.iter_bytes(1 << 20):
-                            handle.write(block)
-            except httpx.HTTPError as exc:
-                raise InputError("weights", f"cannot download {weights}: {exc}") from None
-            part.replace(tar_path)
+            download(
+                weights,
+                tar_path,
+                max_bytes=WEIGHTS_MAX_BYTES,
+                allow_private=allow_private,
+                field="weights",
+            )
         return tar_path
     path = Path(weights).expanduser()
     if not path.exists():
@@ -88,8 +102,16 @@ def load_model(
     weights: str | Path | None = None,
     model_version: str | None = None,
     device: str | None = None,
+    *,
+    allow_private: bool | None = None,
 ) -> LoadedModel:
-    """Load a fine-tune (`weights`: trained_model.tar path or URL) or a base variant."""
+    """Load a fine-tune (`weights`: trained_model.tar path or URL) or a base variant.
+
+    `allow_private` is the private-URL switch for a `weights` URL (see `fetch_weights`).
+    """
+    # A URL is fetched (or refused) before the heavy imports.
+    tar_path = fetch_weights(str(weights), allow_private=allow_private) if weights else None
+
     from audiocraft.models import MusicGen
 
     from musicgen_ft.weights import check_text_conditioner, resolve_base_model
@@ -98,8 +120,7 @@ def load_model(
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if weights:
-        tar_path = fetch_weights(str(weights))
+    if tar_path is not None:
         folder, metadata = extract_finetune(tar_path)
         version = metadata.get("model_version") or model_version
         if not version:

@@ -13,14 +13,11 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff"}
-
-
-def fatal(message: str) -> NoReturn:
-    print(f"labeling: {message}", file=sys.stderr)
-    sys.exit(2)
+from musicgen_ft.clirun import run_cli
+from musicgen_ft.constants import AUDIO_EXTENSIONS
+from musicgen_ft.errors import InputError
 
 
 def audio_files(paths: list[Path]) -> list[Path]:
@@ -33,27 +30,31 @@ def audio_files(paths: list[Path]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            fatal(f"{path}: no such file or folder")
+            raise InputError("paths", f"{path}: no such file or folder")
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labeling", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="audio files or folders")
+    parser.add_argument("--models", type=Path, default=None, help="tagger models folder")
+    args = parser.parse_args(argv)
+    return run_cli(lambda: _label(args), prog="labeling")
+
+
+def _label(args: argparse.Namespace) -> int:
     from labeling.models import default_models_dir
     from labeling.stage import LabelSettings, label_source
     from labeling.taggers import Taggers
     from musicgen_ft.types import Chunk
 
-    parser = argparse.ArgumentParser(prog="python -m labeling", description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", type=Path, help="audio files or folders")
-    parser.add_argument("--models", type=Path, default=None, help="tagger models folder")
-    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="labeling: %(message)s")
     import essentia
 
     essentia.log.infoActive = False
     files = audio_files(args.paths)
     if not files:
-        fatal("no audio files found in " + ", ".join(map(str, args.paths)))
+        raise InputError("paths", "no audio files found in " + ", ".join(map(str, args.paths)))
     settings = LabelSettings(models_dir=args.models or default_models_dir())
     taggers = Taggers(settings.models_dir)
     for kind, reason in taggers.missing.items():

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from musicgen_ft.atomic import atomic_write_text
+from musicgen_ft.clirun import run_cli
 from musicgen_ft.errors import InputError
 from musicgen_ft.types import Labels, LabelScore
 
@@ -172,8 +173,6 @@ def apply_overrides(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from labeling.stage import labels_from_dict
-
     parser = argparse.ArgumentParser(prog="python -m labeling.review")
     sub = parser.add_subparsers(dest="command", required=True)
     export = sub.add_parser("export", help="labels.json of a prepared dataset -> CSV/JSONL")
@@ -183,26 +182,23 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="parse an edited file and print the overrides")
     check.add_argument("file", type=Path)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "export":
-            data = json.loads(args.labels_json.read_text(encoding="utf-8"))
-            labels = {cid: labels_from_dict(item) for cid, item in data["labels"].items()}
-            sources = data.get("sources") or {}
-            missing = sorted(set(labels) - set(sources))
-            if missing:
-                print(
-                    f"review: {args.labels_json} has no source for {missing[:3]}...",
-                    file=sys.stderr,
-                )
-                return 2
-            write_rows(export_rows(labels, sources, args.by), args.out)
-            print(args.out)
-        else:
-            print(json.dumps(load_overrides(args.file), indent=1))
-    except InputError as exc:
-        print(f"review: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: _review(args), prog="review")
+
+
+def _review(args: argparse.Namespace) -> None:
+    from labeling.stage import labels_from_dict
+
+    if args.command == "export":
+        data = json.loads(args.labels_json.read_text(encoding="utf-8"))
+        labels = {cid: labels_from_dict(item) for cid, item in data["labels"].items()}
+        sources = data.get("sources") or {}
+        missing = sorted(set(labels) - set(sources))
+        if missing:
+            raise InputError("labels_json", f"{args.labels_json} has no source for {missing[:3]}")
+        write_rows(export_rows(labels, sources, args.by), args.out)
+        print(args.out)
+    else:
+        print(json.dumps(load_overrides(args.file), indent=1))
 
 
 if __name__ == "__main__":

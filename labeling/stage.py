@@ -12,7 +12,6 @@ nothing else anywhere.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -28,11 +27,12 @@ from labeling import analysis
 from labeling.describe import compose_description
 from labeling.taggers import KINDS, TAGGER_SR, Taggers, pretty_label
 from musicgen_ft.atomic import atomic_write_json
+from musicgen_ft.cache import make_key
 from musicgen_ft.types import Chunk, Labels, LabelScore
 
 logger = logging.getLogger(__name__)
 LABELS_FILE = "labels.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,19 @@ class LabelSettings:
             raise InputError("max_source_seconds", f"{self.max_source_seconds} must be > 0")
 
     def fingerprint(self) -> str:
+        """Key of these settings and of the models present (installing taggers changes it)."""
         data = asdict(self)
         data["models_dir"] = str(self.models_dir) if self.models_dir else None
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        settings = json.dumps(data, sort_keys=True, default=str)
+        return make_key("labels", str(FORMAT_VERSION), settings, _models_identity(self.models_dir))
+
+
+def _models_identity(folder: Path | None) -> str:
+    """The tagger files present: names and sizes (what the labels depend on)."""
+    if folder is None or not folder.is_dir():
+        return "none"
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return "|".join(f"{p.relative_to(folder).as_posix()}:{p.stat().st_size}" for p in files)
 
 
 @dataclass

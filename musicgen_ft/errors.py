@@ -16,6 +16,20 @@ class InputError(FineTuneError):
         self.message = message
 
 
+class UnsafeUrlError(InputError):
+    """A URL is malformed or points where this program may not go (loopback, private networks,
+    cloud metadata, plain http to a public host). Names the field; the message says the fix."""
+
+
+class DownloadError(FineTuneError):
+    """A download from a URL a field names failed: HTTP status, timeout, size, checksum."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 class DatasetError(FineTuneError):
     """The dataset cannot be fetched, unpacked or used."""
 

@@ -1,205 +1,151 @@
 """The inputs of a training job: one table, shared by Cog's `train()`, the CLI and the server.
 
-Names, types and defaults follow the hosted fine-tuner (so existing clients keep working);
-validation happens once, here, with messages that name the field and what is accepted.
+Names, types and defaults follow the hosted fine-tuner (so existing clients keep working).
+Every bound, choice and description is written here once; `musicgen_ft.schema` turns the table
+into Cog's signature, the command line, the API's validation and its OpenAPI schema.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
-from typing import Any
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from musicgen_ft import schema
 from musicgen_ft.errors import InputError
 from musicgen_ft.variants import VARIANTS, get_variant
 
-OPTIMIZERS = ("dadam", "adamw")
-LR_SCHEDULERS = (
-    "cosine",
-    "exponential",
-    "polynomial_decay",
-    "inverse_sqrt",
-    "linear_warmup",
-    "none",
-)
+Optimizer = Literal["dadam", "adamw"]
+LrScheduler = Literal[
+    "cosine", "exponential", "polynomial_decay", "inverse_sqrt", "linear_warmup", "none"
+]
+OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
+LR_SCHEDULERS: tuple[str, ...] = typing.get_args(LrScheduler)
+
+# Seeds are handed to NumPy, which takes 32-bit unsigned seeds.
+MAX_SEED = 2**32 - 1
+# T5 reads at most 512 tokens; a description far longer is a mistake, not a style.
+MAX_DESCRIPTION_CHARS = 2000
 
 
-OPTIONAL_TEXT = ("one_same_description", "labels_file")
+class TrainInputs(BaseModel):
+    """Inputs of one fine-tune. Constructing one validates it (pydantic)."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-def _spec(description: str, **extra: Any) -> dict[str, Any]:
-    return {"description": description, **extra}
-
-
-@dataclass(frozen=True)
-class TrainInputs:
-    """Inputs of one fine-tune. Field metadata carries the description and constraints."""
-
-    dataset_path: str = field(
-        metadata=_spec(
-            "Dataset: a public HTTPS URL or a local path to a zip/tar/tar.gz/tgz/gz archive, "
-            "a folder, or one audio file (wav, mp3, flac, ogg, opus, m4a, aiff)."
-        )
-    )
-    model_version: str = field(
-        default="stereo-melody",
-        metadata=_spec(
-            "Base model: small, medium, melody, stereo-small, stereo-medium, stereo-melody "
-            "(debug, debug-stereo: tiny local models for tests). large is not trainable.",
-            choices=tuple(VARIANTS),
+    dataset_path: Annotated[
+        str,
+        Field(
+            description="Dataset: a public HTTPS URL or a local path to a zip/tar/tar.gz/tgz/gz "
+            "archive, a folder, or one audio file (wav, mp3, flac, ogg, opus, m4a, aiff).",
+            json_schema_extra=schema.URI_FORMAT,
         ),
-    )
-    auto_labeling: bool = field(
-        default=True,
-        metadata=_spec("Label genre, mood, instruments, key and BPM with Essentia."),
-    )
-    drop_vocals: bool = field(
-        default=True, metadata=_spec("Remove vocals with Demucs before training.")
-    )
-    demucs_model: str = field(
-        default="htdemucs",
-        metadata=_spec("Demucs model used to remove vocals (htdemucs, htdemucs_ft, mdx_extra...)."),
-    )
-    labels_file: str | None = field(
-        default=None,
-        metadata=_spec(
-            "Reviewed labels (CSV or JSONL exported with `python -m labeling.review export`) "
-            "that override the automatic ones, per source file or per chunk."
+    ]
+    model_version: Annotated[
+        str,
+        Field(
+            description="Base model: small, medium, melody, stereo-small, stereo-medium, "
+            "stereo-melody (debug, debug-stereo: tiny local models for tests). large is not "
+            "trainable.",
+            json_schema_extra=schema.choices_of(VARIANTS),
         ),
-    )
-    one_same_description: str | None = field(
-        default=None,
-        metadata=_spec(
-            "One description for every file (a per-file songname.txt takes precedence). "
-            '"" means auto-labels only.'
+    ] = "stereo-melody"
+    auto_labeling: Annotated[
+        bool, Field(description="Label genre, mood, instruments, key and BPM with Essentia.")
+    ] = True
+    drop_vocals: Annotated[
+        bool, Field(description="Remove vocals with Demucs before training.")
+    ] = True
+    demucs_model: Annotated[
+        str,
+        Field(
+            description="Demucs model used to remove vocals (htdemucs, htdemucs_ft, mdx_extra...).",
+            max_length=64,
         ),
-    )
-    epochs: int = field(default=3, metadata=_spec("Number of epochs.", ge=1, le=10000))
-    updates_per_epoch: int = field(
-        default=100, metadata=_spec("Optimizer updates per epoch.", ge=1, le=1_000_000)
-    )
-    batch_size: int = field(
-        default=16,
-        metadata=_spec(
-            "Global batch size (30 s examples); must divide by the number of GPUs.",
+    ] = "htdemucs"
+    labels_file: Annotated[
+        str | None,
+        Field(
+            description="Reviewed labels (CSV or JSONL exported with `python -m labeling.review "
+            "export`) that override the automatic ones, per source file or per chunk.",
+            json_schema_extra=schema.URI_FORMAT,
+        ),
+    ] = None
+    one_same_description: Annotated[
+        str | None,
+        Field(
+            description="One description for every file (a per-file songname.txt takes "
+            'precedence). "" means auto-labels only.',
+            max_length=MAX_DESCRIPTION_CHARS,
+        ),
+    ] = None
+    epochs: Annotated[int, Field(description="Number of epochs.", ge=1, le=10000)] = 3
+    updates_per_epoch: Annotated[
+        int, Field(description="Optimizer updates per epoch.", ge=1, le=1_000_000)
+    ] = 100
+    batch_size: Annotated[
+        int,
+        Field(
+            description="Global batch size (30 s examples); must divide by the number of GPUs.",
             ge=1,
             le=4096,
         ),
-    )
-    optimizer: str = field(
-        default="dadam",
-        metadata=_spec("dadam (D-Adaptation, use lr=1) or adamw.", choices=OPTIMIZERS),
-    )
-    lr: float = field(
-        default=1.0,
-        metadata=_spec("Learning rate (1 for dadam; around 1e-5..1e-4 for adamw).", gt=0.0),
-    )
-    lr_scheduler: str = field(
-        default="cosine", metadata=_spec("Learning-rate schedule.", choices=LR_SCHEDULERS)
-    )
-    warmup: int = field(
-        default=8, metadata=_spec("Warm-up updates of the schedule.", ge=0, le=1_000_000)
-    )
-    cfg_p: float = field(
-        default=0.3,
-        metadata=_spec("Classifier-free guidance dropout of the text condition.", ge=0.0, le=1.0),
-    )
-    seed: int = field(default=2036, metadata=_spec("Random seed of the training run.", ge=0))
-    allow_private_urls: bool = field(
-        default=False,
-        metadata=_spec(
-            "Let dataset_path point at loopback/private addresses, plain http:// included "
-            "(internal buckets, tests)."
+    ] = 16
+    optimizer: Annotated[
+        Optimizer, Field(description="dadam (D-Adaptation, use lr=1) or adamw.")
+    ] = "dadam"
+    lr: Annotated[
+        float,
+        Field(
+            description="Learning rate (1 for dadam; around 1e-5..1e-4 for adamw).",
+            ge=1e-9,
+            le=100.0,
         ),
-    )
+    ] = 1.0
+    lr_scheduler: Annotated[LrScheduler, Field(description="Learning-rate schedule.")] = "cosine"
+    warmup: Annotated[
+        int, Field(description="Warm-up updates of the schedule.", ge=0, le=1_000_000)
+    ] = 8
+    cfg_p: Annotated[
+        float,
+        Field(
+            description="Classifier-free guidance dropout of the text condition.", ge=0.0, le=1.0
+        ),
+    ] = 0.3
+    seed: Annotated[
+        int, Field(description="Random seed of the training run.", ge=0, le=MAX_SEED)
+    ] = 2036
+    allow_private_urls: Annotated[
+        bool,
+        Field(
+            description="Let dataset_path point at loopback/private addresses, plain http:// "
+            "included (internal buckets, tests)."
+        ),
+    ] = False
 
-    def validate(self) -> TrainInputs:
-        """Check every field; raise InputError naming the first bad one. Returns self."""
-        if not isinstance(self.dataset_path, str) or not self.dataset_path.strip():
-            raise InputError("dataset_path", "is required: a URL, an archive, a folder or a file")
-        get_variant(self.model_version)
-        for f in fields(self):
-            value = getattr(self, f.name)
-            meta = f.metadata
-            choices = meta.get("choices")
-            if choices and f.name != "model_version" and value not in choices:
-                raise InputError(
-                    f.name, f"{f.name}={value!r} is not one of {', '.join(map(str, choices))}"
-                )
-            if "ge" in meta and value < meta["ge"]:
-                raise InputError(f.name, f"{f.name}={value} must be >= {meta['ge']}")
-            if "le" in meta and value > meta["le"]:
-                raise InputError(f.name, f"{f.name}={value} must be <= {meta['le']}")
-            if "gt" in meta and value <= meta["gt"]:
-                raise InputError(f.name, f"{f.name}={value} must be > {meta['gt']}")
-        return self
+    @field_validator("dataset_path")
+    @classmethod
+    def _dataset_path_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("dataset_path is required: a URL, an archive, a folder or a file")
+        return value
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    @field_validator("model_version")
+    @classmethod
+    def _trainable_variant(cls, value: str) -> str:
+        try:
+            return get_variant(value).name
+        except InputError as exc:
+            raise ValueError(exc.message) from None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainInputs:
-        """Build from a JSON-like dict, coercing types; unknown fields are an error."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise InputError(
-                unknown[0], f"unknown input {unknown[0]!r}; accepted: {', '.join(known)}"
-            )
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            values[name] = coerce(name, value, field_type(known[name]))
-        if "dataset_path" not in values:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainInputs:
+        """Build from a JSON-like or command-line dict; raise InputError naming the field."""
+        if "dataset_path" not in data:
             raise InputError("dataset_path", "is required: a URL, an archive, a folder or a file")
-        return cls(**values).validate()
+        return schema.parse(cls, data)
 
-
-def field_type(f: dataclasses.Field[Any]) -> type:
-    text = str(f.type)
-    for name, kind in (("bool", bool), ("int", int), ("float", float)):
-        if text.startswith(name):
-            return kind
-    return str
-
-
-def coerce(name: str, value: Any, kind: type) -> Any:
-    """Coerce a CLI string or JSON value to `kind`, or raise InputError naming the field."""
-    if value is None:
-        if name in OPTIONAL_TEXT:
-            return None
-        raise InputError(name, f"{name} must not be null")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
-            return False
-        raise InputError(name, f"{name}={value!r} is not a boolean (true or false)")
-    if kind is int:
-        if isinstance(value, bool):
-            raise InputError(name, f"{name}={value!r} is not an integer")
-        try:
-            as_float = float(value)
-        except (TypeError, ValueError):
-            raise InputError(name, f"{name}={value!r} is not an integer") from None
-        if not as_float.is_integer():
-            raise InputError(name, f"{name}={value!r} is not an integer")
-        return int(as_float)
-    if kind is float:
-        if isinstance(value, bool):
-            raise InputError(name, f"{name}={value!r} is not a number")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise InputError(name, f"{name}={value!r} is not a number") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise InputError(name, f"{name}={value!r} is not a finite number")
-        return number
-    if not isinstance(value, str):
-        raise InputError(name, f"{name} must be a string, got {type(value).__name__}")
-    return value
-
-
-def input_fields() -> list[dataclasses.Field[Any]]:
-    return list(fields(TrainInputs))
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()

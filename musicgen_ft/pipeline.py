@@ -10,9 +10,6 @@ kept after a failure so it can be inspected.
 from __future__ import annotations
 
 import logging
-import os
-import platform
-import re
 import resource
 import time
 from collections.abc import Iterator
@@ -21,15 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musicgen_ft import __version__
 from musicgen_ft.inputs import TrainInputs
-from musicgen_ft.types import Chunk, Labels
+from musicgen_ft.types import Labels
 from musicgen_ft.variants import get_variant
 from training.launch import Topology
 
 logger = logging.getLogger("musicgen_ft")
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -71,94 +65,6 @@ class JobResult:
     times: StageTimes
 
 
-CPU_PROCESSES_ENV = "MUSICGEN_FT_CPU_PROCESSES"
-NNODES_ENV = "MUSICGEN_FT_NNODES"
-NODE_RANK_ENV = "MUSICGEN_FT_NODE_RANK"
-RDZV_ENV = "MUSICGEN_FT_RDZV_ENDPOINT"
-LAUNCHER_ENV = "MUSICGEN_FT_LAUNCHER"
-
-
-def _env_int(name: str, default: int, minimum: int) -> int:
-    from musicgen_ft.errors import InputError
-
-    raw = os.environ.get(name, str(default)).strip()
-    if not raw.isdigit() or int(raw) < minimum:
-        raise InputError(name, f"{name}={raw!r} must be an integer >= {minimum}")
-    return int(raw)
-
-
-def detect_resources() -> Topology:
-    """Every visible GPU runs one training process; without GPUs, CPU processes (default 1).
-
-    Environment:
-        MUSICGEN_FT_CPU_PROCESSES: N data-parallel CPU processes (gloo) on a box without GPUs.
-        MUSICGEN_FT_LAUNCHER: `dora` (default) or `torchrun`.
-        MUSICGEN_FT_NNODES, MUSICGEN_FT_NODE_RANK, MUSICGEN_FT_RDZV_ENDPOINT: multi-node
-            training: run the same job on every node (node-local or distinct output dirs),
-            with node 0's `host:port` as the rendezvous; node 0 writes trained_model.tar.
-    """
-    from musicgen_ft.errors import InputError
-    from training.launch import visible_gpus
-
-    gpus = visible_gpus()
-    device = "cuda" if gpus else "cpu"
-    per_node = gpus or _env_int(CPU_PROCESSES_ENV, 1, 1)
-    nnodes = _env_int(NNODES_ENV, 1, 1)
-    node_rank = _env_int(NODE_RANK_ENV, 0, 0)
-    endpoint = os.environ.get(RDZV_ENV) or None
-    launcher = os.environ.get(LAUNCHER_ENV, "dora")
-    if launcher not in ("dora", "torchrun"):
-        raise InputError(LAUNCHER_ENV, f"{LAUNCHER_ENV}={launcher!r}: use dora or torchrun")
-    if nnodes > 1 and not endpoint:
-        raise InputError(RDZV_ENV, f"{NNODES_ENV}={nnodes} needs {RDZV_ENV}=host:port of node 0")
-    if node_rank >= nnodes:
-        raise InputError(NODE_RANK_ENV, f"{NODE_RANK_ENV}={node_rank} must be < {nnodes}")
-    return Topology(
-        device=device,
-        world_size=per_node * nnodes,
-        nnodes=nnodes,
-        node_rank=node_rank,
-        rdzv_endpoint=endpoint,
-        launcher="torchrun" if nnodes > 1 else launcher,
-    )
-
-
-def versions() -> dict[str, str]:
-    import audiocraft
-    import torch
-
-    return {
-        "musicgen_ft": __version__,
-        "audiocraft": audiocraft.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def hyperparameter_notes(inputs: TrainInputs) -> list[str]:
-    """Warnings for settings that do not do what users usually expect."""
-    notes = []
-    if inputs.optimizer == "dadam" and inputs.lr < 0.1:
-        notes.append(
-            f"optimizer=dadam with lr={inputs.lr:g}: D-Adaptation scales its own step size by "
-            "lr, so values far below 1 nearly freeze training; for small learning rates use "
-            "optimizer=adamw"
-        )
-    if inputs.optimizer == "adamw" and inputs.lr >= 0.01:
-        notes.append(
-            f"optimizer=adamw with lr={inputs.lr:g} is likely to diverge; 1e-5..1e-4 is usual "
-            "for fine-tuning"
-        )
-    return notes
-
-
-def data_workers(device: str, world_size: int) -> int:
-    """Data-loader workers per training process."""
-    if device != "cuda":
-        return 0
-    return max(1, min(4, (os.cpu_count() or 2) // world_size - 1))
-
-
 def run_job(
     inputs: TrainInputs,
     output_dir: Path,
@@ -170,26 +76,36 @@ def run_job(
     """
     from labeling import review
     from labeling import stage as labeling
+    from labeling.merge import chunk_info
     from labeling.models import default_models_dir
     from labeling.vocabulary import build_vocabulary
+    from musicgen_ft.constants import TAR_NAME
+    from musicgen_ft.paths import cache_root
     from musicgen_ft.weights import ensure_variant_weights
     from preprocessing import vocals
     from preprocessing.audio import PrepSettings
-    from preprocessing.cache import default_cache_dir
     from preprocessing.fetch import FetchSettings, fetch
-    from preprocessing.stage import prepare
-    from training.export import TAR_NAME, write_tar
-    from training.launch import run_training
+    from preprocessing.stage import prepare_dataset
+    from training.export import job_metadata, write_tar
+    from training.launch import (
+        data_workers,
+        detect_topology,
+        forward_training_line,
+        run_training,
+    )
     from training.manifest import write_manifest
-    from training.overrides import TrainPlan, build_overrides, plan_batch_size
+    from training.overrides import (
+        TrainPlan,
+        build_overrides,
+        hyperparameter_notes,
+        plan_batch_size,
+    )
 
-    inputs = inputs.validate()
     variant = get_variant(inputs.model_version)
-    resources = resources or detect_resources()
+    resources = resources or detect_topology()
     output_dir.mkdir(parents=True, exist_ok=True)
     workdir = output_dir / "work"
     times = StageTimes()
-    notes: list[str] = []
     vocal_settings = vocals.VocalSettings(
         enabled=inputs.drop_vocals, model=inputs.demucs_model
     ).validate()
@@ -199,14 +115,16 @@ def run_job(
 
     # Everything that can be refused is checked before any heavy work.
     with times.stage("check"):
-        batch_size, batch_notes = plan_batch_size(inputs.batch_size, resources.world_size, variant)
-        notes += batch_notes + hyperparameter_notes(inputs)
+        batch_size, notes = plan_batch_size(inputs.batch_size, resources.world_size, variant)
+        notes += hyperparameter_notes(inputs)
         for note in notes:
             logger.warning("%s", note)
         fetch_settings = FetchSettings(allow_private=inputs.allow_private_urls)
         label_overrides = {}
         if inputs.labels_file:
-            labels_path = fetch(inputs.labels_file, workdir / "labels_file", fetch_settings)
+            labels_path = fetch(
+                inputs.labels_file, workdir / "labels_file", fetch_settings, field="labels_file"
+            )
             label_overrides = review.load_overrides(labels_path)
         base_dir = ensure_variant_weights(variant)
         if inputs.drop_vocals:
@@ -220,34 +138,25 @@ def run_job(
             batch_size,
         )
 
-    with times.stage("prepare"):
-        settings = PrepSettings(sample_rate=variant.sample_rate, channels=variant.channels)
-        dataset = prepare(
-            inputs.dataset_path,
-            settings,
-            workdir / "prepare",
-            fetch_settings,
-            cache_dir=default_cache_dir() / "prep",
-        )
-        report = dataset.report
-        logger.info(
-            "dataset: %d files used, %d rejected, %d chunks, %.1f min",
-            len(report.files_used),
-            len(report.files_rejected),
-            report.chunks,
-            report.minutes,
-        )
-        for rejected in report.files_rejected:
-            logger.warning("skipped %s: %s", rejected.path, rejected.reason)
-    chunks = dataset.chunks
-
-    if inputs.drop_vocals:
-        with times.stage("vocals"):
-            chunks, report.vocal_removal = vocals.remove_vocals(
-                chunks, vocal_settings, workdir / "vocals", cache_dir=default_cache_dir() / "vocals"
-            )
-    else:
-        report.vocal_removal = {"applied": False, "reason": "drop_vocals=false"}
+    dataset = prepare_dataset(
+        inputs.dataset_path,
+        PrepSettings(sample_rate=variant.sample_rate, channels=variant.channels),
+        vocal_settings,
+        workdir,
+        fetch_settings,
+        cache_root=cache_root(),
+        stage=times.stage,
+    )
+    report, chunks = dataset.report, dataset.chunks
+    logger.info(
+        "dataset: %d files used, %d rejected, %d chunks, %.1f min",
+        len(report.files_used),
+        len(report.files_rejected),
+        report.chunks,
+        report.minutes,
+    )
+    for rejected in report.files_rejected:
+        logger.warning("skipped %s: %s", rejected.path, rejected.reason)
 
     labels: dict[str, Labels] = {}
     if inputs.auto_labeling:
@@ -258,7 +167,10 @@ def run_job(
         report.labeling = {"applied": False, "reason": "auto_labeling=false"}
 
     with times.stage("manifest"):
-        infos = {c.chunk_id: chunk_info(c, labels, label_overrides, inputs) for c in chunks}
+        infos = {
+            c.chunk_id: chunk_info(c, labels, label_overrides, inputs.one_same_description)
+            for c in chunks
+        }
         manifest = write_manifest(chunks, infos, workdir / "manifest", inputs.seed)
         logger.info(
             "manifest: %d train, %d valid (%s)",
@@ -276,7 +188,7 @@ def run_job(
         world_size=resources.world_size,
         device=resources.device,
         valid_examples=manifest.valid,
-        num_workers=data_workers(resources.device, resources.world_size),
+        num_workers=data_workers(resources),
     )
     overrides = build_overrides(plan)
     with times.stage("train"):
@@ -285,7 +197,7 @@ def run_job(
             resources,
             workdir / "train" / "dora",
             output_dir / "training.log",
-            on_line=_forward_training_line,
+            on_line=forward_training_line,
         )
 
     if not resources.writes_checkpoints:
@@ -298,64 +210,25 @@ def run_job(
         return JobResult(tar_path=None, metadata={"node_rank": resources.node_rank}, times=times)
 
     with times.stage("export"):
-        metadata = {
-            "format": 1,
-            "inputs": inputs.to_dict(),
-            "model_version": variant.name,
-            "base_model": {"name": variant.name, "hf_repo": variant.hf_repo},
-            "sample_rate": variant.sample_rate,
-            "channels": variant.channels,
-            "dataset": report.to_dict(),
-            "split": {
-                "train": manifest.train,
-                "valid": manifest.valid,
-                "note": manifest.split_note,
-            },
-            "vocabulary": build_vocabulary(infos.values()),
-            "training": {
+        metadata = job_metadata(
+            inputs=inputs.to_dict(),
+            variant=variant,
+            dataset=report.to_dict(),
+            split={"train": manifest.train, "valid": manifest.valid, "note": manifest.split_note},
+            vocabulary=build_vocabulary(infos.values()),
+            training={
                 "batch_size": batch_size,
                 "world_size": resources.world_size,
                 "nodes": resources.nnodes,
-                "launcher": "torchrun" if resources.nnodes > 1 else resources.launcher,
+                "launcher": resources.launcher,
                 "device": resources.device,
                 "total_updates": plan.total_updates,
                 "overrides": overrides,
                 "notes": notes,
             },
-            "versions": versions(),
-            "timings": dict(times.seconds),
-        }
+            timings=dict(times.seconds),
+        )
         tar_path = write_tar(output_dir / TAR_NAME, xp_dir, metadata)
     metadata["timings"] = dict(times.seconds)
     metadata["peak_memory"] = peak_memory_mb()
     return JobResult(tar_path=tar_path, metadata=metadata, times=times)
-
-
-def chunk_info(
-    chunk: Chunk,
-    labels: dict[str, Labels],
-    overrides: dict[str, dict[str, Any]],
-    inputs: TrainInputs,
-) -> dict[str, Any]:
-    """MusicInfo fields of one chunk: automatic labels, reviewed overrides, descriptions."""
-    from labeling import review
-    from labeling.describe import music_info
-
-    chunk_labels = labels.get(chunk.chunk_id)
-    if overrides:
-        chunk_labels = review.apply_overrides(chunk_labels, chunk.source, chunk.chunk_id, overrides)
-    return music_info(chunk, chunk_labels, inputs.one_same_description)
-
-
-_TRAINING_LINE = re.compile(r"(Train|Valid|Generate|Evaluate)( Summary)? \|")
-
-
-def _forward_training_line(line: str) -> None:
-    """Surface the solver's progress lines (steps, loss, rate) in the job's log."""
-    clean = ANSI.sub("", line).strip()
-    if not clean:
-        return
-    if _TRAINING_LINE.search(clean) or "Error" in clean or "error" in clean:
-        logger.info("[train] %s", clean.split(" - ", 1)[-1])
-    else:
-        logger.debug("[train] %s", clean)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,17 +82,13 @@ class DatasetReport:
     cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "files_seen": self.files_seen,
-            "files_used": list(self.files_used),
-            "files_rejected": [{"path": r.path, "reason": r.reason} for r in self.files_rejected],
-            "ignored": dict(self.ignored),
-            "chunks": self.chunks,
-            "minutes": round(self.minutes, 3),
-            "dropped_silent_chunks": self.dropped_silent_chunks,
-            "dropped_duplicate_chunks": self.dropped_duplicate_chunks,
-            "clipping": list(self.clipping),
-            "vocal_removal": dict(self.vocal_removal),
-            "labeling": dict(self.labeling),
-            "cached": self.cached,
-        }
+        data = dataclasses.asdict(self)
+        data["minutes"] = round(self.minutes, 3)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetReport:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["files_rejected"] = [Rejected(**r) for r in data.get("files_rejected", [])]
+        return cls(**values)

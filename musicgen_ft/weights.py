@@ -16,24 +16,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import sys
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from musicgen_ft.clirun import run_cli
+from musicgen_ft.constants import env_flag
 from musicgen_ft.errors import FineTuneError, WeightsMissingError
+from musicgen_ft.paths import models_dir
 from musicgen_ft.variants import COMPRESSION_FILE, LM_FILE, VARIANTS, Variant
-
-DEFAULT_MODELS_DIR = Path.home() / ".cache" / "musicgen-ft" / "models"
-
-
-def models_dir() -> Path:
-    return Path(os.environ.get("MUSICGEN_FT_MODELS", str(DEFAULT_MODELS_DIR))).expanduser()
 
 
 def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    return env_flag("HF_HUB_OFFLINE")
 
 
 @dataclass(frozen=True)
@@ -254,27 +250,43 @@ def _download_hf(asset: Asset) -> list[Path]:
     return paths
 
 
+_ASSET_MAX_BYTES = 20 * 1000**3
+_FULL_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
 def _download_url(asset: Asset) -> list[Path]:
-    import httpx
+    """Download a "url" asset's files through the guarded downloader, verifying each.
+
+    Asset locations are this program's own table, not user input: private hosts (an internal
+    mirror, a test server on 127.0.0.1) are admitted, plain http only to those.
+    """
+    from musicgen_ft import net
 
     dest = models_dir() / (asset.dest or asset.name)
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in asset.files:
         target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
         url = f"{asset.location.rstrip('/')}/{name}"
+        expected = asset.sha256.get(name)
         if not target.exists():
-            tmp = target.with_suffix(target.suffix + ".part")
-            with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as response:
-                response.raise_for_status()
-                with tmp.open("wb") as handle:
-                    for block in response.iter_bytes(1 << 20):
-                        handle.write(block)
-            _verify(tmp, asset.sha256.get(name), url)
-            tmp.replace(target)
+            full = expected if expected and _FULL_SHA256.fullmatch(expected) else None
+            net.download(
+                url,
+                target,
+                max_bytes=_ASSET_MAX_BYTES,
+                sha256=full,
+                allow_private=True,
+                field=asset.name,
+            )
+            if full is None:  # a prefix pin (Demucs) or none: `_verify` decides
+                try:
+                    _verify(target, expected, url)
+                except FineTuneError:
+                    target.unlink(missing_ok=True)
+                    raise
         else:
-            _verify(target, asset.sha256.get(name), url)
+            _verify(target, expected, url)
         paths.append(target)
     return paths
 
@@ -330,10 +342,9 @@ def main(argv: list[str]) -> int:
         names += assets_for_variant(VARIANTS[name]) if name in VARIANTS else [name]
     if not names:
         parser.error("name at least one asset or model version, or --all")
-    try:
-        for path in download(dict.fromkeys(names)):
-            print(path)
-    except FineTuneError as exc:
-        print(f"download-weights: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(lambda: _print_all(download(dict.fromkeys(names))), prog="download-weights")
+
+
+def _print_all(paths: list[Path]) -> None:
+    for path in paths:
+        print(path)

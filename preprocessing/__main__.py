@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from musicgen_ft.atomic import atomic_write_json
+from musicgen_ft.clirun import run_cli
+from musicgen_ft.constants import parse_bool
 from musicgen_ft.errors import FineTuneError
+from musicgen_ft.paths import cache_root as default_cache_root
 from musicgen_ft.types import Chunk
 from musicgen_ft.variants import get_variant
 from preprocessing.audio import PrepSettings
-from preprocessing.cache import default_cache_dir
 from preprocessing.fetch import FetchSettings, fetch, is_url
-from preprocessing.stage import prepare
-from preprocessing.vocals import DEFAULT_MODEL, VocalSettings
+from preprocessing.stage import prepare_dataset
+from preprocessing.vocals import DEFAULT_MODEL, VocalSettings, check_available
 
 PROG = "python -m preprocessing"
 
@@ -38,12 +40,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    value = parse_bool(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,33 +97,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not is_url(args.dataset):
         fetch(args.dataset, Path("."))  # a local path: only checks that it exists
     if vocal_settings.enabled:  # before any heavy work: weights present, settings sane
-        from preprocessing.vocals import check_available
-
         check_available(vocal_settings)
     out: Path = args.output_dir.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir()).expanduser()
+    cache_root = None if args.no_cache else (args.cache_dir or default_cache_root()).expanduser()
     started = time.monotonic()
-    prepared = prepare(
+    prepared = prepare_dataset(
         args.dataset,
         PrepSettings(sample_rate=variant.sample_rate, channels=variant.channels),
+        vocal_settings,
         out,
         FetchSettings(allow_private=args.allow_private_urls),
-        args.workers,
-        cache_dir=cache_dir / "prep" if cache_dir else None,
+        workers=args.workers,
+        cache_root=cache_root,
     )
     chunks, report = prepared.chunks, prepared.report
-    if vocal_settings.enabled:
-        from preprocessing.vocals import remove_vocals
-
-        chunks, report.vocal_removal = remove_vocals(
-            chunks,
-            vocal_settings,
-            out / "vocals",
-            cache_dir=cache_dir / "vocals" if cache_dir else None,
-        )
-    else:
-        report.vocal_removal = {"applied": False}
     data = report.to_dict()
     data.update(
         dataset=args.dataset if not is_url(args.dataset) else args.dataset.split("?", 1)[0],
@@ -165,22 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        report = run(args)
-    except FineTuneError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_cli(lambda: _run_and_log(args), prog=PROG)
+
+
+def _run_and_log(args: argparse.Namespace) -> None:
+    report = run(args)
+    log = logging.getLogger("preprocessing")
     for rejected in report["files_rejected"]:
-        logging.getLogger("preprocessing").info(
-            "rejected %s: %s", rejected["path"], rejected["reason"]
-        )
-    logging.getLogger("preprocessing").info(
-        "%s; report: %s", summary(report), args.output_dir / "report.json"
-    )
-    return 0
+        log.info("rejected %s: %s", rejected["path"], rejected["reason"])
+    log.info("%s; report: %s", summary(report), args.output_dir / "report.json")
 
 
 if __name__ == "__main__":

@@ -19,25 +19,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from musicgen_ft.atomic import atomic_write_bytes_from
+from musicgen_ft.constants import CHUNK_SECONDS
 from preprocessing.loudness import loudness_gain_db
 
-AUDIO_EXTENSIONS = frozenset(
-    {
-        ".wav",
-        ".wave",
-        ".mp3",
-        ".flac",
-        ".ogg",
-        ".oga",
-        ".opus",
-        ".m4a",
-        ".aac",
-        ".mp4",
-        ".aif",
-        ".aiff",
-        ".aifc",
-    }
-)
 # libsndfile reads these fast (for Ogg Vorbis about twice as fast as PyAV's per-frame loop);
 # the rest (m4a/aac/mp4) go to FFmpeg first.
 _SNDFILE_FIRST = frozenset(
@@ -63,7 +48,7 @@ class PrepSettings:
 
     sample_rate: int = 32000
     channels: int = 1
-    chunk_seconds: float = 30.0
+    chunk_seconds: float = CHUNK_SECONDS
     min_seconds: float = 5.0
     target_lufs: float = -14.0
     peak_dbfs: float = -1.0
@@ -221,7 +206,13 @@ def prepare_file(path: Path, source: str, out_dir: Path, settings: PrepSettings)
             continue
         digest = hashlib.sha256(piece.tobytes()).hexdigest()
         chunk_path = out_dir / f"{stem}-{index:04d}.wav"
-        sf.write(str(chunk_path), piece, settings.sample_rate, subtype="PCM_16")
+        # Replace, never rewrite: the old file may be a link into the cache.
+        atomic_write_bytes_from(
+            chunk_path,
+            lambda tmp, piece=piece: sf.write(  # type: ignore[misc]
+                str(tmp), piece, settings.sample_rate, subtype="PCM_16", format="WAV"
+            ),
+        )
         result.chunks.append(
             (index, start / settings.sample_rate, piece.shape[0] / settings.sample_rate, chunk_path)
         )

@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from musicgen_ft.cache import content_hash
 from musicgen_ft.errors import DatasetError
 from musicgen_ft.types import Chunk, DatasetReport, Rejected
 from preprocessing import cache
@@ -23,6 +27,7 @@ from preprocessing.audio import PreparedFile, PrepSettings, UnusableAudio, prepa
 from preprocessing.fetch import FetchSettings, fetch
 from preprocessing.progress import Progress
 from preprocessing.unpack import Unpacked, UnpackSettings, unpack
+from preprocessing.vocals import VocalSettings
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +81,8 @@ def prepare(
         fetch_settings: Download limits and address policy.
         workers: Worker processes (default: one per CPU, at most one per file).
         unpack_settings: Archive caps.
-        cache_dir: Reuse and record prepared chunks there (None: no cache).
+        cache_dir: Root of the caches; prepared chunks are reused and recorded in its `prep/`
+            entries (None: no cache).
         transport: httpx transport for downloads (tests).
 
     Raises:
@@ -87,17 +93,20 @@ def prepare(
     chunk_dir = workdir / "chunks"
     key = None
     if cache_dir is not None:
-        key = cache.cache_key(cache.content_hash(local), settings.key())
-        hit = cache.load(cache_dir, key, chunk_dir)
+        prep = cache.prep_cache(cache_dir)
+        key = prep.key(content_hash(local), settings.key())
+        hit = cache.load(prep, key, chunk_dir)
         if hit is not None:
             chunks, report = hit
             logger.info("reusing %d prepared chunks from the cache (%s)", len(chunks), key)
             root = local if local.is_dir() else workdir / "unpacked"
             return PreparedDataset(chunks=chunks, report=report, root=root)
+    if chunk_dir.exists():  # a re-run: its old chunks may be links into the cache
+        shutil.rmtree(chunk_dir)
     unpacked = unpack(local, workdir / "unpacked", unpack_settings)
     prepared = prepare_unpacked(unpacked, settings, chunk_dir, workers)
     if cache_dir is not None and key is not None:
-        cache.store(cache_dir, key, prepared.chunks, prepared.report)
+        cache.store(cache.prep_cache(cache_dir), key, prepared.chunks, prepared.report)
     return prepared
 
 
@@ -199,3 +208,52 @@ def _collect(
         reasons = "; ".join(f"{r.path}: {r.reason}" for r in report.files_rejected)
         raise DatasetError(f"no usable audio in the dataset ({reasons})")
     return PreparedDataset(chunks=chunks, report=report, root=root)
+
+
+def prepare_dataset(
+    source: str,
+    settings: PrepSettings,
+    vocal_settings: VocalSettings,
+    workdir: Path,
+    fetch_settings: FetchSettings | None = None,
+    *,
+    workers: int | None = None,
+    cache_root: Path | None = None,
+    stage: Callable[[str], AbstractContextManager[None]] = lambda name: nullcontext(),
+) -> PreparedDataset:
+    """Prepare `source`, then remove the vocals of its chunks when `vocal_settings` say so.
+
+    The one order of the data stages, used by the pipeline and by `python -m preprocessing`.
+
+    Args:
+        source: URL, archive, folder or audio file.
+        settings: Target rate/channels, loudness and chunking.
+        vocal_settings: Demucs settings (`enabled=False` keeps the vocals).
+        workdir: Writes `prepare/` and `vocals/` under it.
+        fetch_settings: Download limits and address policy.
+        workers: Preparation worker processes.
+        cache_root: Root of the caches (`prep/`, `vocals/` under it); None: no cache.
+        stage: Wraps each stage ("prepare", "vocals"), e.g. to time it.
+    """
+    from preprocessing.vocals import remove_vocals
+
+    with stage("prepare"):
+        prepared = prepare(
+            source,
+            settings,
+            workdir / "prepare",
+            fetch_settings,
+            workers,
+            cache_dir=cache_root,
+        )
+    if not vocal_settings.enabled:
+        prepared.report.vocal_removal = {"applied": False, "reason": "drop_vocals=false"}
+        return prepared
+    with stage("vocals"):
+        prepared.chunks, prepared.report.vocal_removal = remove_vocals(
+            prepared.chunks,
+            vocal_settings,
+            workdir / "vocals",
+            cache_dir=cache_root,
+        )
+    return prepared

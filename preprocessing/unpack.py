@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from musicgen_ft.constants import AUDIO_EXTENSIONS
 from musicgen_ft.errors import DatasetError
-from preprocessing.audio import AUDIO_EXTENSIONS
 
 _BLOCK = 1 << 20
 _FORMATS = "a .zip, .tar, .tar.gz/.tgz, .gz, a folder or one audio file"

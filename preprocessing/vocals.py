@@ -12,12 +12,9 @@ is negligible is passed through unchanged and listed in the report.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
-import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -29,7 +26,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from musicgen_ft.cache import Cache, content_hash
 from musicgen_ft.errors import InputError, StageUnavailableError, WeightsMissingError
+from musicgen_ft.paths import models_dir, torch_hub_dir
 from musicgen_ft.types import Chunk
 from preprocessing.progress import Progress
 
@@ -39,7 +38,8 @@ DEFAULT_MODEL = "htdemucs"
 VOCALS = "vocals"
 HF_NAMESPACE = "adefossez"
 # Bump when the separation changes what it produces for the same chunk, weights and settings.
-VOCAL_CACHE_VERSION = "vocals-1"
+VOCAL_CACHE_VERSION = "vocals-2"
+_SEPARATED = "separated.wav"
 
 
 @dataclass(frozen=True)
@@ -83,20 +83,8 @@ class VocalSettings:
 # --- where the weights are -----------------------------------------------------------------
 
 
-def torch_hub_dir() -> Path:
-    """torch.hub.get_dir() without importing torch."""
-    if "TORCH_HOME" in os.environ:
-        base = Path(os.environ["TORCH_HOME"]).expanduser()
-    else:
-        cache = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))).expanduser()
-        base = cache / "torch"
-    return base / "hub"
-
-
 def default_repo() -> Path:
     """Where `musicgen-ft download-weights htdemucs` puts Demucs files."""
-    from musicgen_ft.weights import models_dir
-
     return models_dir() / "demucs"
 
 
@@ -379,32 +367,33 @@ def _model_identity(settings: VocalSettings) -> str:
     return "|".join(parts)
 
 
-def _chunk_key(path: Path, identity: str, settings: VocalSettings) -> str:
-    digest = hashlib.sha256(
-        f"{VOCAL_CACHE_VERSION}|{identity}|{settings.shifts}|{settings.overlap}|".encode()
-    )
-    digest.update(path.read_bytes())
-    return digest.hexdigest()[:32]
+def _vocal_cache(root: Path) -> Cache:
+    return Cache("vocals", VOCAL_CACHE_VERSION, root)
 
 
-def _cache_put(cache_dir: Path, key: str, separated: Path, level: float) -> None:
+def _chunk_key(cache: Cache, path: Path, identity: str, settings: VocalSettings) -> str:
+    return cache.key(content_hash(path), identity, str(settings.shifts), str(settings.overlap))
+
+
+def _cache_put(cache: Cache, key: str, separated: Path, level: float) -> None:
     """Best effort: a full disk must not fail the job."""
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f".{key}.{os.getpid()}.tmp"
-        shutil.copyfile(separated, tmp)
-        os.replace(tmp, cache_dir / f"{key}.wav")
-        (cache_dir / f"{key}.json").write_text(json.dumps({"vocal_level_db": level}))
-    except OSError:
-        return
+    cache.put(
+        key,
+        {"vocal_level_db": level},
+        lambda folder: shutil.copyfile(separated, folder / _SEPARATED),
+    )
 
 
-def _cache_get(cache_dir: Path, key: str) -> tuple[Path, float] | None:
-    try:
-        level = float(json.loads((cache_dir / f"{key}.json").read_text())["vocal_level_db"])
-    except (OSError, ValueError, KeyError, TypeError):
+def _cache_get(cache: Cache, key: str) -> tuple[Path, float] | None:
+    hit = cache.get(key)
+    if hit is None:
         return None
-    wav = cache_dir / f"{key}.wav"
+    entry, record = hit
+    try:
+        level = float(record["vocal_level_db"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    wav = entry / _SEPARATED
     return (wav, level) if wav.is_file() else None
 
 
@@ -466,11 +455,12 @@ def remove_vocals(
     out_dir.mkdir(parents=True, exist_ok=True)
     keys: list[str] = []
     separated: dict[int, tuple[Path, float]] = {}
-    if cache_dir is not None:
+    cache = _vocal_cache(cache_dir) if cache_dir is not None else None
+    if cache is not None:
         identity = _model_identity(settings)
-        keys = [_chunk_key(c.path, identity, settings) for c in chunks]
+        keys = [_chunk_key(cache, c.path, identity, settings) for c in chunks]
         for i, key in enumerate(keys):
-            hit = _cache_get(cache_dir, key)
+            hit = _cache_get(cache, key)
             if hit is not None:
                 separated[i] = hit
     todo = [i for i in range(len(chunks)) if i not in separated]
@@ -482,9 +472,9 @@ def remove_vocals(
             device = resolve_device(settings.device)
             model.to(device)
             fresh = _separate(model, chunks, todo, settings, device, out_dir, progress)
-            if cache_dir is not None:
+            if cache is not None:
                 for i, (path, level) in fresh.items():
-                    _cache_put(cache_dir, keys[i], path, level)
+                    _cache_put(cache, keys[i], path, level)
             separated.update(fresh)
     new_chunks: list[Chunk] = []
     passed: list[str] = []

@@ -22,6 +22,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from musicgen_ft.constants import TAR_NAME
+from musicgen_ft.net import UnsafeUrlError, check_url
 from serving import jobfiles, render, trainer
 from serving.config import ServerConfig
 from serving.edge import (
@@ -33,7 +35,6 @@ from serving.edge import (
     validation_error_handler,
 )
 from serving.ids import new_training_id
-from serving.netguard import UnsafeUrlError, check_url
 from serving.signing import new_secret
 from serving.store import ACTIVE, Store, TrainingRow
 from serving.validation import InvalidInputError, validate_input
@@ -244,9 +245,7 @@ def _routes(s: Services) -> APIRouter:
         row = s.store.version(token, owner, name, version_id)
         if row is None or not Path(row.weights_path).is_file():
             raise not_found(f"Weights of {owner}/{name}:{version_id}")
-        return FileResponse(
-            row.weights_path, media_type="application/x-tar", filename="trained_model.tar"
-        )
+        return FileResponse(row.weights_path, media_type="application/x-tar", filename=TAR_NAME)
 
     @router.post(
         "/v1/models/{owner}/{name}/versions/{version_id}/trainings",
@@ -288,13 +287,13 @@ def _routes(s: Services) -> APIRouter:
             webhook, events = body.webhook_completed, ["completed"]
         if webhook is not None:
             try:
-                check_url(webhook, allow_private=s.config.allow_private_urls)
+                check_url(webhook, allow_private=s.config.allow_private_urls, field="webhook")
             except UnsafeUrlError as exc:
                 raise ApiError(
                     422,
                     "Invalid request",
-                    f"webhook: {exc}",
-                    invalid_fields=[{"field": "webhook", "message": str(exc)}],
+                    str(exc),
+                    invalid_fields=[{"field": "webhook", "message": exc.message}],
                 ) from None
         try:
             validate_input(body.input, allow_private_urls=s.config.allow_private_urls)

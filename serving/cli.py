@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from musicgen_ft.clirun import run_cli
+from musicgen_ft.errors import InputError
 from serving.config import ServerConfig, default_trainer_command
 
 TOKENS_ENV = "MUSICGEN_FT_TOKENS"
@@ -80,11 +82,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    return run_cli(lambda: _serve(args), prog="musicgen-ft serve")
+
+
+def _serve(args: argparse.Namespace) -> None:
     try:
         config = config_from_args(args)
     except ValueError as exc:
-        print(f"musicgen-ft serve: {exc}", file=sys.stderr)
-        return 2
+        raise InputError("serve", str(exc)) from None
     import uvicorn
 
     from serving.app import create_app
@@ -98,4 +103,3 @@ def main(argv: list[str]) -> int:
         flush=True,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    return 0

@@ -16,7 +16,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-TERMINAL = ("succeeded", "failed", "canceled")
+from musicgen_ft.constants import TERMINAL_STATUSES
+
+TERMINAL = TERMINAL_STATUSES
 ACTIVE = ("starting", "processing")
 
 _SCHEMA = """

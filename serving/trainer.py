@@ -7,13 +7,13 @@ a changed engine shows up as a new version.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from musicgen_ft.inputs import field_type, input_fields
+from musicgen_ft.inputs import TrainInputs
+from musicgen_ft.schema import input_properties
 from serving.config import REPO_ROOT
 
 OWNER = "musicgen-ft"
@@ -57,37 +57,9 @@ def cog_version() -> str:
         return "unknown"
 
 
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
-_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum"}
-
-
 def training_input_schema() -> dict[str, Any]:
-    """JSON schema of the training inputs an API request may set."""
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    for order, f in enumerate(input_fields()):
-        if f.name in OPERATOR_ONLY:
-            continue
-        prop: dict[str, Any] = {
-            "type": _JSON_TYPES[field_type(f)],
-            "title": f.name.replace("_", " ").title(),
-            "description": f.metadata.get("description", ""),
-            "x-order": order,
-        }
-        if f.name == "dataset_path":
-            prop["format"] = "uri"
-        if f.default is not dataclasses.MISSING:
-            prop["default"] = f.default
-        else:
-            required.append(f.name)
-        if "choices" in f.metadata:
-            prop["enum"] = list(f.metadata["choices"])
-        for key, json_key in _BOUNDS.items():
-            if key in f.metadata:
-                prop[json_key] = f.metadata[key]
-        if f.default is None:
-            prop["nullable"] = True
-        properties[f.name] = prop
+    """JSON schema of the training inputs an API request may set (from the inputs table)."""
+    properties, required = input_properties(TrainInputs, skip=OPERATOR_ONLY)
     return {
         "type": "object",
         "title": "TrainingInput",

@@ -1,14 +1,24 @@
-"""Validate a training request's `input` before it is queued, naming every bad field."""
+"""Validate a training request's `input` before it is queued, naming every bad field.
+
+The rules are the trainer's own (the inputs table, musicgen_ft/inputs.py), so whatever the
+trainer would refuse minutes later is refused here at create time, with every bad field named.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from musicgen_ft.errors import InputError
-from musicgen_ft.inputs import TrainInputs, coerce, field_type, input_fields
-from serving.netguard import UnsafeUrlError, check_url
+from pydantic import ValidationError
+
+from musicgen_ft.inputs import TrainInputs
+from musicgen_ft.net import UnsafeUrlError, check_url
+from musicgen_ft.schema import field_errors
 from serving.trainer import OPERATOR_ONLY
+
+# Inputs the trainer reads from somewhere: they must be URLs, since a server-side path would let
+# a request read the server's own files.
+URL_INPUTS = ("dataset_path", "labels_file")
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,6 @@ class InvalidInputError(Exception):
 def validate_input(raw: Any, *, allow_private_urls: bool) -> TrainInputs:
     """Check a request's `input` against the trainer's inputs.
 
-    Every field is checked on its own so that the answer names all bad fields at once.
     `allow_private_urls` is the operator's setting; a request may not set it.
 
     Raises:
@@ -36,51 +45,38 @@ def validate_input(raw: Any, *, allow_private_urls: bool) -> TrainInputs:
     """
     if not isinstance(raw, dict):
         raise InvalidInputError([FieldError("input", "must be an object of training inputs")])
-    known = {f.name: f for f in input_fields()}
-    errors: list[FieldError] = []
-    values: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name in OPERATOR_ONLY:
-            errors.append(
-                FieldError(
-                    f"input.{name}",
-                    "is decided by the server operator (musicgen-ft serve --allow_private_urls),"
-                    " not by a request",
-                )
-            )
-            continue
-        if name not in known:
-            accepted = ", ".join(n for n in known if n not in OPERATOR_ONLY)
-            errors.append(FieldError(f"input.{name}", f"unknown input; accepted: {accepted}"))
-            continue
-        try:
-            values[name] = coerce(name, value, field_type(known[name]))
-            _check_alone(name, values[name])
-        except InputError as exc:
-            errors.append(FieldError(f"input.{name}", exc.message))
-    if "dataset_path" not in raw:
+    errors = [
+        FieldError(
+            f"input.{name}",
+            "is decided by the server operator (musicgen-ft serve --allow_private_urls), "
+            "not by a request",
+        )
+        for name in raw
+        if name in OPERATOR_ONLY
+    ]
+    values = {k: v for k, v in raw.items() if k not in OPERATOR_ONLY}
+    if "dataset_path" not in values:
         errors.append(FieldError("input.dataset_path", "is required: the URL of the dataset"))
-    elif "dataset_path" in values:
-        try:
-            check_url(str(values["dataset_path"]), allow_private=allow_private_urls)
-        except UnsafeUrlError as exc:
-            errors.append(FieldError("input.dataset_path", str(exc)))
-    # Files the trainer reads must be URLs too: a server-side path would let a request read
-    # the server's own files.
-    if values.get("labels_file"):
-        try:
-            check_url(str(values["labels_file"]), allow_private=allow_private_urls)
-        except UnsafeUrlError as exc:
-            errors.append(FieldError("input.labels_file", str(exc)))
-    if errors:
-        raise InvalidInputError(errors)
+    inputs: TrainInputs | None = None
     try:
-        return TrainInputs.from_dict({**values, "allow_private_urls": allow_private_urls})
-    except InputError as exc:  # a rule across fields
-        raise InvalidInputError([FieldError(f"input.{exc.field}", exc.message)]) from None
+        inputs = TrainInputs.model_validate({**values, "allow_private_urls": allow_private_urls})
+    except ValidationError as exc:
+        errors += [
+            FieldError(f"input.{name}", message)
+            for name, message in field_errors(TrainInputs, exc)
+            if not (name == "dataset_path" and "dataset_path" not in values)
+        ]
+    for name in URL_INPUTS:
+        value = values.get(name)
+        if isinstance(value, str) and value and not _has_error(errors, name):
+            try:
+                check_url(value, allow_private=allow_private_urls, field=name)
+            except UnsafeUrlError as exc:
+                errors.append(FieldError(f"input.{name}", exc.message))
+    if errors or inputs is None:
+        raise InvalidInputError(errors)
+    return inputs
 
 
-def _check_alone(name: str, value: Any) -> None:
-    """Run TrainInputs' own rules on one field, the others left at their defaults."""
-    placeholder = {"dataset_path": "https://example.invalid/dataset.zip"}
-    TrainInputs(**{**placeholder, name: value}).validate()
+def _has_error(errors: list[FieldError], name: str) -> bool:
+    return any(e.field == f"input.{name}" for e in errors)

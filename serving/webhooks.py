@@ -4,8 +4,9 @@ Each training with a webhook gets one `_Channel`: a thread that delivers its eve
 `start` and `completed` are always delivered (when the filter selects them); `logs` and
 `output` are coalesced to at most one per 500 ms, each carrying the latest state. A terminal
 delivery is retried with exponential backoff on a non-2xx answer or a connection failure,
-keeping the same `webhook-id`. Redirects are never followed, and the URL is checked against
-the operator's private-address rule before every attempt.
+keeping the same `webhook-id`. Redirects are never followed; the URL is checked against the
+operator's private-address rule before every attempt, and again at connect time by the guarded
+client of `musicgen_ft.net` (the address connected to is the one checked).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from serving.netguard import UnsafeUrlError, check_url
+from musicgen_ft.constants import TERMINAL_STATUSES
+from musicgen_ft.net import UnsafeUrlError, check_url, guarded_client, redact
 from serving.signing import sign
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,6 @@ log = logging.getLogger(__name__)
 EVENTS = ("start", "output", "logs", "completed")
 THROTTLE_S = 0.5
 _THROTTLED = ("output", "logs")
-_TERMINAL = ("succeeded", "failed", "canceled")
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def deliver_once(
 ) -> bool:
     """POST one signed delivery; True on a 2xx answer."""
     try:
-        check_url(snap.url, allow_private=allow_private)
+        check_url(snap.url, allow_private=allow_private, field="webhook")
     except UnsafeUrlError as exc:
         log.warning("webhook %s not sent: %s", webhook_id, exc)
         return False
@@ -81,11 +82,16 @@ def deliver_once(
     }
     try:
         response = client.post(snap.url, content=body, headers=headers)
+    except UnsafeUrlError as exc:  # the address changed since the check (DNS rebinding)
+        log.warning("webhook %s not sent: %s", webhook_id, exc)
+        return False
     except httpx.HTTPError as exc:
-        log.warning("webhook %s to %s failed: %s", webhook_id, snap.url, exc)
+        log.warning("webhook %s to %s failed: %s", webhook_id, redact(snap.url), exc)
         return False
     if not 200 <= response.status_code < 300:
-        log.warning("webhook %s to %s answered %s", webhook_id, snap.url, response.status_code)
+        log.warning(
+            "webhook %s to %s answered %s", webhook_id, redact(snap.url), response.status_code
+        )
         return False
     return True
 
@@ -155,7 +161,9 @@ class WebhookHub:
         self._completed: set[str] = set()  # no event follows a terminal one
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._client = httpx.Client(follow_redirects=False, timeout=httpx.Timeout(10.0))
+        self._client = guarded_client(
+            allow_private=allow_private, timeout=httpx.Timeout(10.0), field="webhook"
+        )
 
     def emit(self, training_id: str, event: str) -> None:
         assert event in EVENTS
@@ -184,7 +192,7 @@ class WebhookHub:
         snap = snap or self._render(training_id)
         if snap is None or not wants(snap.events_filter, event, snap.payload):
             return
-        if event in _THROTTLED and snap.payload.get("status") in _TERMINAL:
+        if event in _THROTTLED and snap.payload.get("status") in TERMINAL_STATUSES:
             return  # it ended meanwhile: the terminal event carries this state
         body = json.dumps(snap.payload).encode()
         webhook_id = f"msg_{uuid.uuid4().hex}"

@@ -8,7 +8,6 @@ children with one `killpg`.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import logging
 import os
 import signal
@@ -16,9 +15,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+from musicgen_ft.constants import TAR_NAME, user_name
 from musicgen_ft.inputs import TrainInputs
 from serving import jobfiles
 from serving.config import REPO_ROOT, ServerConfig
@@ -29,29 +29,26 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[str, str], None]
 POLL_S = 0.25
-WEIGHTS_NAME = "trained_model.tar"
 
 
 def trainer_argv(prefix: tuple[str, ...], inputs: TrainInputs, out_dir: Path) -> list[str]:
-    """The trainer's command line: `prefix`, the output dir, then every input as `--name v`."""
-    argv = [*prefix, "--output_dir", str(out_dir)]
-    for f in fields(inputs):
-        value = getattr(inputs, f.name)
+    """The trainer's command line: `prefix`, the output dir, then every input as `--name=v`.
+
+    The `--name=value` form keeps a value that starts with `-` a value, never an option.
+    """
+    argv = [*prefix, f"--output_dir={out_dir}"]
+    for name, value in inputs.to_dict().items():
         if value is None:
             continue
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        argv += [f"--{f.name}", text]
+        argv.append(f"--{name}={text}")
     return argv
 
 
 def trainer_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"  # log lines in the order they were printed
-    if not env.get("USER"):  # AudioCraft's config interpolates ${oc.env:USER}
-        try:
-            env["USER"] = getpass.getuser()
-        except (KeyError, OSError):
-            env["USER"] = "musicgen-ft"
+    env["USER"] = user_name()  # AudioCraft's config interpolates ${oc.env:USER}
     return env
 
 
@@ -66,7 +63,7 @@ def is_our_trainer(pid: int, out_dir: Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return str(out_dir).encode() in cmdline
+    return f"--output_dir={out_dir}".encode() in cmdline
 
 
 def failure_message(returncode: int, logs: str) -> str:
@@ -230,7 +227,7 @@ class Worker:
                 self._emit(row.id, "completed")
             return
         logs = jobfiles.read_logs(data_dir, row.id)
-        weights = out_dir / WEIGHTS_NAME
+        weights = out_dir / TAR_NAME
         if returncode == 0 and not weights.is_file():
             returncode, logs = 1, f"The trainer exited without writing {weights.name}."
         if returncode != 0:

@@ -130,7 +130,7 @@ FAKE_TRAINER = textwrap.dedent(
     p = argparse.ArgumentParser()
     p.add_argument("--output_dir", required=True)
     args, rest = p.parse_known_args()
-    flags = dict(zip(rest[::2], rest[1::2]))
+    flags = dict(arg.split("=", 1) for arg in rest)  # the server passes --name=value
     name = flags["--dataset_path"].rsplit("/", 1)[-1]
     print("[fetch] " + flags["--dataset_path"], flush=True)
     print("argv " + " ".join(sys.argv[1:]), flush=True)
@@ -289,7 +289,7 @@ def trainer_pids(output_dir: Path) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if str(output_dir).encode() in cmdline:
+        if f"--output_dir={output_dir}".encode() in cmdline:
             pids.append(int(entry.name))
     return pids
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from spine_support import quick_inputs
 
-from musicgen_ft.pipeline import detect_resources, run_job
-from training.launch import Topology
+from musicgen_ft.pipeline import run_job
+from training.launch import Topology, detect_topology
 
 pytestmark = pytest.mark.slow
 
@@ -47,9 +47,9 @@ def test_topology_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUSICGEN_FT_NNODES", "3")
     monkeypatch.setenv("MUSICGEN_FT_NODE_RANK", "1")
     monkeypatch.setenv("MUSICGEN_FT_RDZV_ENDPOINT", "node0.invalid:29500")  # never contacted
-    topology = detect_resources()
+    topology = detect_topology()
     assert (topology.world_size, topology.nproc_per_node, topology.launcher) == (6, 2, "torchrun")
     assert not topology.writes_checkpoints
     monkeypatch.delenv("MUSICGEN_FT_RDZV_ENDPOINT")
     with pytest.raises(InputError, match="needs MUSICGEN_FT_RDZV_ENDPOINT"):
-        detect_resources()
+        detect_topology()

@@ -17,9 +17,10 @@ from typing import ClassVar
 import httpx
 import pytest
 
+from musicgen_ft import net
 from musicgen_ft.errors import DatasetError
-from preprocessing import fetch as fetch_mod
-from preprocessing.fetch import FetchSettings, download_name, fetch, is_public_address
+from musicgen_ft.net import is_public_address
+from preprocessing.fetch import FetchSettings, download_name, fetch
 
 PAYLOAD = b"PK\x05\x06" + b"\x00" * 18 + b"x" * 5000
 LOCAL = FetchSettings(allow_private=True, connect_timeout=2.0, read_timeout=2.0)
@@ -101,13 +102,12 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Resolve names from a table; any other lookup fails the test (no real DNS, no traffic)."""
     table: dict[str, str] = {}
 
-    def getaddrinfo(host: str, port: int, *args: object, **kwargs: object) -> list[object]:
+    def resolve(host: str, port: int) -> list[str]:
         if host not in table:
             raise AssertionError(f"unexpected DNS lookup of {host}")
-        family = socket.AF_INET6 if ":" in table[host] else socket.AF_INET
-        return [(family, socket.SOCK_STREAM, 6, "", (table[host], port))]
+        return [table[host]]
 
-    monkeypatch.setattr(fetch_mod.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(net, "resolve", resolve)
     return table
 
 
@@ -272,7 +272,7 @@ def test_unresolvable_host_is_a_clear_error(
     def fail(*args: object, **kwargs: object) -> None:
         raise socket.gaierror(-2, "Name or service not known")
 
-    monkeypatch.setattr(fetch_mod.socket, "getaddrinfo", fail)
+    monkeypatch.setattr(net, "resolve", fail)
     with pytest.raises(DatasetError, match=r"cannot resolve host 'nowhere\.example'"):
         fetch("https://nowhere.example/a.zip", tmp_path / "fetch", transport=_Recorder({}))
 

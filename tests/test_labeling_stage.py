@@ -143,3 +143,12 @@ def test_cli_prints_one_json_object_per_file(tmp_path: Path, models: Path, capsy
     ):
         assert field in record
     assert record["scale"] == "minor" and record["genres"][0]["label"] == "deep house"
+
+
+def test_label_reuse_notices_models_installed_later(tmp_path: Path) -> None:
+    models = tmp_path / "essentia"
+    models.mkdir()
+    before = stage.LabelSettings(models_dir=models).fingerprint()
+    assert stage.LabelSettings(models_dir=models).fingerprint() == before  # stable
+    (models / "tagger.onnx").write_bytes(b"\x00" * 10)
+    assert stage.LabelSettings(models_dir=models).fingerprint() != before

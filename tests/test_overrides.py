@@ -50,7 +50,7 @@ COMMON_TAIL = [
 
 def plan_for(name: str, **changes: object) -> TrainPlan:
     values: dict[str, object] = {
-        "inputs": TrainInputs(dataset_path="d.zip", model_version=name).validate(),
+        "inputs": TrainInputs(dataset_path="d.zip", model_version=name),
         "variant": get_variant(name),
         "base_model_dir": Path(f"/models/{name}"),
         "egs_dir": Path("/job/egs"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from labeling import review
+from labeling.merge import chunk_info
 from musicgen_ft.inputs import TrainInputs
-from musicgen_ft.pipeline import chunk_info
 from musicgen_ft.types import Chunk, Labels, LabelScore
 
 
@@ -32,7 +32,7 @@ def test_reviewed_file_overrides_the_automatic_labels(tmp_path: Path) -> None:
     overrides = review.load_overrides(reviewed)
     auto = Labels(key="C", scale="major", bpm=120.0, genres=[LabelScore("pop", 0.7)])
     c = chunk("a.wav")
-    info = chunk_info(c, {c.chunk_id: auto}, overrides, TrainInputs(dataset_path="d"))
+    info = chunk_info(c, {c.chunk_id: auto}, overrides, None)
     assert info["key"] == "D minor" and info["bpm"] == 92.0
     assert info["genre"] == "pop"  # an empty cell keeps the automatic value
     assert info["moods"] == ["epic", "dark"]
@@ -42,11 +42,12 @@ def test_reviewed_file_overrides_the_automatic_labels(tmp_path: Path) -> None:
 
 def test_captions_come_first_and_no_text_is_empty() -> None:
     inputs = TrainInputs(dataset_path="d", one_same_description="lofi beats")
-    captioned = chunk_info(chunk("a.wav", caption="my own words"), {}, {}, inputs)
+    shared_text = inputs.one_same_description
+    captioned = chunk_info(chunk("a.wav", caption="my own words"), {}, {}, shared_text)
     assert captioned["description"].startswith("my own words")
-    shared = chunk_info(chunk("b.wav"), {}, {}, inputs)
+    shared = chunk_info(chunk("b.wav"), {}, {}, shared_text)
     assert shared["description"].startswith("lofi beats")
-    bare = chunk_info(chunk("rainy_night_v2.wav"), {}, {}, TrainInputs(dataset_path="d"))
+    bare = chunk_info(chunk("rainy_night_v2.wav"), {}, {}, None)
     assert bare["description"].strip()
 
 

@@ -180,14 +180,13 @@ def test_archive_without_audio_is_a_clear_error(tmp_path: Path) -> None:
 # --- loudness --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("rate", "channels"), [(32000, 1), (32000, 2), (44100, 2), (48000, 1), (11025, 2)]
-)
-def test_integrated_loudness_matches_pyloudnorm(rate: int, channels: int) -> None:
-    audio = music(12.0, sr=rate, channels=channels, seed=rate) * 0.3
-    audio[: rate * 3] *= 0.01  # a quiet intro exercises the relative gate
-    expected = pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64))
-    assert integrated_loudness(audio, rate) == pytest.approx(expected, abs=0.02)
+@pytest.mark.parametrize(("rate", "amplitude"), [(32000, 0.5), (44100, 0.1), (48000, 1.0)])
+def test_integrated_loudness_of_a_reference_tone(rate: int, amplitude: float) -> None:
+    """BS.1770: a full-scale 997 Hz sine in one channel measures -3.01 LUFS."""
+    t = np.arange(rate * 5) / rate
+    tone_ = (amplitude * np.sin(2 * math.pi * 997 * t))[:, None].astype(np.float32)
+    expected = -3.01 + 20 * math.log10(amplitude)
+    assert integrated_loudness(tone_, rate) == pytest.approx(expected, abs=0.05)
 
 
 def test_silence_has_no_loudness_and_peaks_cap_the_gain() -> None:
@@ -243,6 +242,29 @@ def test_changed_content_misses_the_cache(tmp_path: Path) -> None:
     assert not third.report.cached and third.chunks[0].caption == "new caption"
 
 
+def test_editing_the_dataset_leaves_the_earlier_cache_entry_intact(tmp_path: Path) -> None:
+    """A re-run into the same work dir after an edit rewrites its chunks, never the cache's."""
+    dataset, cache, work = tmp_path / "ds", tmp_path / "cache", tmp_path / "work"
+    write_audio(dataset / "a.wav", music(6.0, seed=1))
+    write_audio(dataset / "b.wav", music(6.0, seed=2))
+    first = prepare(str(dataset), MONO, work, cache_dir=cache)
+    assert not first.report.cached
+    hit = prepare(str(dataset), MONO, work, cache_dir=cache)  # the job now holds cache links
+    assert hit.report.cached
+    entries = [p for p in (cache / "prep").iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 1
+    before = {p: p.read_bytes() for p in entries[0].rglob("*") if p.is_file()}
+    assert all(not (p.stat().st_mode & 0o222) for p in before)  # entries are read-only
+
+    write_audio(dataset / "a.wav", noise(6.0, seed=9))  # the user edits one file
+    edited = prepare(str(dataset), MONO, work, cache_dir=cache)
+    assert not edited.report.cached
+    assert {p: p.read_bytes() for p in before} == before  # the first entry is unchanged
+    new_a = next(c for c in edited.chunks if c.source == "a.wav").path.read_bytes()
+    old_a = next(c for c in first.chunks if c.source == "a.wav")
+    assert new_a != before[entries[0] / "chunks" / old_a.path.name]
+
+
 # --- command line ----------------------------------------------------------------------------
 
 
@@ -269,7 +291,7 @@ def test_cli_writes_report_json(dataset_zip: Path, tmp_path: Path) -> None:
     } in report["files_rejected"]
     assert isinstance(report["chunks"], int) and report["chunks"] == len(FORMATS)
     assert isinstance(report["minutes"], float) and report["minutes"] > 0.7
-    assert report["vocal_removal"] == {"applied": False}
+    assert report["vocal_removal"] == {"applied": False, "reason": "drop_vocals=false"}
     assert (report["sample_rate"], report["channels"]) == (32000, 2)
     files = [out / c["path"] for c in report["chunk_files"]]
     assert len(files) == report["chunks"] and all(f.is_file() for f in files)
@@ -303,8 +325,8 @@ def test_musicgen_ft_prepare_calls_the_same_main(tmp_path: Path) -> None:
     ("args", "code", "expected"),
     [
         (["missing.zip", "--model_version", "small"], 1, "does not exist; give an HTTPS URL"),
-        (["x.zip", "--model_version", "large"], 1, "model_version=large is not trainable"),
-        (["x.zip", "--model_version", "tiny"], 1, "unknown model_version='tiny'"),
+        (["x.zip", "--model_version", "large"], 2, "model_version=large is not trainable"),
+        (["x.zip", "--model_version", "tiny"], 2, "unknown model_version='tiny'"),
         (["x.zip"], 2, "the following arguments are required: --model_version"),
         (["x.zip", "--model_version", "small", "--drop_vocals", "maybe"], 2, "not true or false"),
     ],
@@ -359,8 +381,8 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
         "python -m preprocessing: error: dataset_path: https://127.0.0.1:1/x.zip: host "
-        "127.0.0.1 resolves to a non-public address (127.0.0.1); refusing it. Self-hosters with "
-        "internal buckets can pass --allow_private_urls"
+        "127.0.0.1 is a non-public address (127.0.0.1); refusing it; if this private host is "
+        "intended, turn on the private-URL switch (--allow_private_urls)"
     ]
 
 

@@ -30,7 +30,7 @@ from serving_support import (
     write_fake_trainer,
 )
 
-from serving import netguard
+from musicgen_ft import net
 from serving.app import create_app
 from serving.config import ServerConfig
 
@@ -357,7 +357,7 @@ def test_the_server_refuses_private_urls_unless_allowed(
 ) -> None:
     """In-process app without --allow_private_urls; name resolution is stubbed."""
     table = {"internal.corp": ["10.0.0.8"], "files.example.com": ["93.184.216.34"]}
-    monkeypatch.setattr(netguard, "resolve_host", lambda host: table[host])
+    monkeypatch.setattr(net, "resolve", lambda host, port: table[host])
     config = ServerConfig(db_path=tmp_path / "s.db", data_dir=tmp_path / "d", tokens=(TOKEN,))
     http = TestClient(create_app(config))
     http.post(

@@ -13,11 +13,12 @@ import pytest
 from replicate.webhook import InvalidSignatureError, Webhooks, WebhookSigningSecret
 from serving_support import WebhookReceiver, wait_until
 
+from musicgen_ft import net
+from musicgen_ft.errors import InputError, UnsafeUrlError
 from musicgen_ft.inputs import TrainInputs
+from musicgen_ft.net import check_url
 from musicgen_ft.train_cli import build_parser, parse_inputs
-from serving import netguard
 from serving.config import ServerConfig
-from serving.netguard import UnsafeUrlError, check_url
 from serving.signing import new_secret, sign
 from serving.store import Store
 from serving.validation import InvalidInputError, validate_input
@@ -50,12 +51,12 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """Name resolution stubbed: no test connects to or resolves a real address."""
     table: dict[str, list[str]] = {}
 
-    def resolve(host: str) -> list[str]:
+    def resolve(host: str, port: int) -> list[str]:
         if host not in table:
             raise OSError(f"unknown host {host}")
         return table[host]
 
-    monkeypatch.setattr(netguard, "resolve_host", resolve)
+    monkeypatch.setattr(net, "resolve", resolve)
     return table
 
 
@@ -84,9 +85,9 @@ def test_url_rules(fake_dns: dict[str, list[str]]) -> None:
     fake_dns["hooks.example.com"] = ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]
     check_url("https://hooks.example.com/x", allow_private=False)
     for bad, message in [
-        ("http://hooks.example.com/x", "must be an https"),
-        ("ftp://hooks.example.com/x", "must be an https"),
-        ("file:///etc/passwd", "must be an https"),
+        ("http://hooks.example.com/x", "plain http:// is not accepted"),
+        ("ftp://hooks.example.com/x", "only https://"),
+        ("file:///etc/passwd", "only https://"),
         ("https:///nohost", "no host"),
         ("https://nowhere.example.com/", "cannot resolve"),
         ("https://10.0.0.7/", "non-public"),
@@ -94,8 +95,10 @@ def test_url_rules(fake_dns: dict[str, list[str]]) -> None:
     ]:
         with pytest.raises(UnsafeUrlError, match=message):
             check_url(bad, allow_private=False)
-    # The operator's setting allows plain http and private hosts, without resolving anything.
+    # The operator's setting allows private hosts, and plain http to those only.
     check_url("http://10.0.0.7:8080/data.zip", allow_private=True)
+    with pytest.raises(UnsafeUrlError, match="plain http://"):
+        check_url("http://hooks.example.com/x", allow_private=True)
     with pytest.raises(UnsafeUrlError):
         check_url("file:///etc/passwd", allow_private=True)
 
@@ -161,12 +164,13 @@ def test_trainer_command_line_round_trips_through_train_py() -> None:
         epochs=1,
         drop_vocals=False,
         allow_private_urls=True,
+        one_same_description="--epochs=99 -x a description that looks like options",
     )
     argv = trainer_argv(("py", "train.py"), inputs, Path("/data/t/output"))
-    assert argv[:4] == ["py", "train.py", "--output_dir", "/data/t/output"]
-    pairs = dict(zip(argv[4::2], argv[5::2], strict=True))
+    assert argv[:3] == ["py", "train.py", "--output_dir=/data/t/output"]
+    pairs = dict(arg.split("=", 1) for arg in argv[3:])
     assert pairs["--drop_vocals"] == "false" and pairs["--allow_private_urls"] == "true"
-    assert pairs["--epochs"] == "1" and "--one_same_description" not in pairs  # None: left out
+    assert pairs["--epochs"] == "1" and "--labels_file" not in pairs  # None: left out
     # train.py's own parser reads it back to the same inputs
     args = build_parser().parse_args(argv[2:])
     assert parse_inputs(args) == inputs and args.output_dir == "/data/t/output"
@@ -328,3 +332,37 @@ def test_webhooks_to_private_hosts_are_not_sent(fake_dns: dict[str, list[str]]) 
     finally:
         hub.close()
     assert sent == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("seed", 2**32, "<= 4294967295"),
+        ("one_same_description", "x" * 128 * 1024, "longer than 2000 characters"),
+        ("epochs", True, None),  # a boolean is no epoch count
+    ],
+)
+def test_inputs_the_trainer_would_refuse_are_refused_at_create_time(
+    field: str, value: object, fragment: str | None
+) -> None:
+    raw = {"dataset_path": "https://example.com/d.zip", field: value}
+    try:
+        inputs = validate_input(raw, allow_private_urls=True)
+    except InvalidInputError as exc:
+        errors = {e.field: e.message for e in exc.errors}
+        assert f"input.{field}" in errors
+        assert fragment is None or fragment in errors[f"input.{field}"]
+        with pytest.raises(InputError):  # the trainer refuses the same value
+            TrainInputs.from_dict(raw)
+        return
+    assert fragment is None  # accepted here: then the trainer accepts it too
+    assert TrainInputs.from_dict(raw) == inputs
+
+
+def test_a_description_that_looks_like_an_option_reaches_the_trainer_intact() -> None:
+    inputs = validate_input(
+        {"dataset_path": "https://example.com/d.zip", "one_same_description": "-x --epochs=9"},
+        allow_private_urls=True,
+    )
+    argv = trainer_argv(("train.py",), inputs, Path("/o"))
+    assert parse_inputs(build_parser().parse_args(argv[1:])) == inputs

@@ -26,11 +26,53 @@ from omegaconf import OmegaConf
 
 from musicgen_ft.atomic import atomic_write_bytes_from
 from musicgen_ft.errors import TrainingError
-from musicgen_ft.variants import LM_FILE
+from musicgen_ft.variants import LM_FILE, Variant
 
 METADATA_FILE = "metadata.json"
 CONFIG_FILE = "xp.cfg"
-TAR_NAME = "trained_model.tar"
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced a fine-tune (recorded in its metadata)."""
+    import platform
+
+    from audiocraft import __version__ as ac_version
+
+    from musicgen_ft import __version__
+
+    return {
+        "musicgen_ft": __version__,
+        "audiocraft": ac_version,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def job_metadata(
+    *,
+    inputs: dict[str, Any],
+    variant: Variant,
+    dataset: dict[str, Any],
+    split: dict[str, Any],
+    vocabulary: dict[str, Any],
+    training: dict[str, Any],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The `metadata.json` of a trained_model.tar (see docs/trained_model.md)."""
+    return {
+        "format": 1,
+        "inputs": inputs,
+        "model_version": variant.name,
+        "base_model": {"name": variant.name, "hf_repo": variant.hf_repo},
+        "sample_rate": variant.sample_rate,
+        "channels": variant.channels,
+        "dataset": dataset,
+        "split": split,
+        "vocabulary": vocabulary,
+        "training": training,
+        "versions": versions(),
+        "timings": timings,
+    }
 
 
 def export_lm(checkpoint: Path) -> tuple[dict[str, Any], str]:

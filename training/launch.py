@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import collections
-import getpass
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicgen_ft.errors import TrainingError
+from musicgen_ft.constants import user_name
+from musicgen_ft.errors import InputError, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ class Topology:
     rdzv_endpoint: str | None = None
     launcher: str = "dora"
 
+    def __post_init__(self) -> None:
+        # The one place that decides it: a multi-node job always goes through torchrun.
+        if self.nnodes > 1 and self.launcher != "torchrun":
+            object.__setattr__(self, "launcher", "torchrun")
+
     @property
     def nproc_per_node(self) -> int:
         return self.world_size // self.nnodes
@@ -54,6 +60,75 @@ class Topology:
     @property
     def writes_checkpoints(self) -> bool:
         return self.node_rank == 0
+
+
+CPU_PROCESSES_ENV = "MUSICGEN_FT_CPU_PROCESSES"
+NNODES_ENV = "MUSICGEN_FT_NNODES"
+NODE_RANK_ENV = "MUSICGEN_FT_NODE_RANK"
+RDZV_ENV = "MUSICGEN_FT_RDZV_ENDPOINT"
+LAUNCHER_ENV = "MUSICGEN_FT_LAUNCHER"
+LAUNCHERS = ("dora", "torchrun")
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, str(default)).strip()
+    if not raw.isdigit() or int(raw) < minimum:
+        raise InputError(name, f"{name}={raw!r} must be an integer >= {minimum}")
+    return int(raw)
+
+
+def detect_topology() -> Topology:
+    """Every visible GPU runs one training process; without GPUs, CPU processes (default 1).
+
+    Environment:
+        MUSICGEN_FT_CPU_PROCESSES: N data-parallel CPU processes (gloo) on a box without GPUs.
+        MUSICGEN_FT_LAUNCHER: `dora` (default) or `torchrun`.
+        MUSICGEN_FT_NNODES, MUSICGEN_FT_NODE_RANK, MUSICGEN_FT_RDZV_ENDPOINT: multi-node
+            training: run the same job on every node (node-local or distinct output dirs),
+            with node 0's `host:port` as the rendezvous; node 0 writes trained_model.tar.
+    """
+    gpus = visible_gpus()
+    per_node = gpus or _env_int(CPU_PROCESSES_ENV, 1, 1)
+    nnodes = _env_int(NNODES_ENV, 1, 1)
+    node_rank = _env_int(NODE_RANK_ENV, 0, 0)
+    endpoint = os.environ.get(RDZV_ENV) or None
+    launcher = os.environ.get(LAUNCHER_ENV, "dora")
+    if launcher not in LAUNCHERS:
+        raise InputError(LAUNCHER_ENV, f"{LAUNCHER_ENV}={launcher!r}: use dora or torchrun")
+    if nnodes > 1 and not endpoint:
+        raise InputError(RDZV_ENV, f"{NNODES_ENV}={nnodes} needs {RDZV_ENV}=host:port of node 0")
+    if node_rank >= nnodes:
+        raise InputError(NODE_RANK_ENV, f"{NODE_RANK_ENV}={node_rank} must be < {nnodes}")
+    return Topology(
+        device="cuda" if gpus else "cpu",
+        world_size=per_node * nnodes,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        rdzv_endpoint=endpoint,
+        launcher=launcher,
+    )
+
+
+def data_workers(topology: Topology) -> int:
+    """Data-loader workers per training process."""
+    if topology.device != "cuda":
+        return 0
+    return max(1, min(4, (os.cpu_count() or 2) // topology.nproc_per_node - 1))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PROGRESS_LINE = re.compile(r"(Train|Valid|Generate|Evaluate)( Summary)? \|")
+
+
+def forward_training_line(line: str) -> None:
+    """Surface the solver's progress lines (steps, loss, rate) in the job's log."""
+    clean = _ANSI.sub("", line).strip()
+    if not clean:
+        return
+    if _PROGRESS_LINE.search(clean) or "Error" in clean or "error" in clean:
+        logger.info("[train] %s", clean.split(" - ", 1)[-1])
+    else:
+        logger.debug("[train] %s", clean)
 
 
 def torchrun_command(overrides: list[str], topology: Topology) -> list[str]:
@@ -75,7 +150,7 @@ def torchrun_command(overrides: list[str], topology: Topology) -> list[str]:
 
 
 def launch_command(overrides: list[str], topology: Topology) -> list[str]:
-    if topology.launcher == "torchrun" or topology.nnodes > 1:
+    if topology.launcher == "torchrun":
         return torchrun_command(overrides, topology)
     return dora_command(overrides, topology.world_size)
 
@@ -92,20 +167,13 @@ def training_env(dora_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["AUDIOCRAFT_DORA_DIR"] = str(dora_dir)
     # AudioCraft's base config interpolates ${oc.env:USER}.
-    env.setdefault("USER", _user())
+    env.setdefault("USER", user_name())
     # Solver checkpoints hold an OmegaConf config, which torch's weights_only loader refuses;
     # they are written by this very run, so they are trusted.
     env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
     return env
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry (containers)
-        return "musicgen-ft"
 
 
 def run_training(
@@ -173,7 +241,7 @@ def experiment_folder(overrides: list[str], dora_dir: Path) -> Path:
     The same overrides always map to the same folder, which is how a re-run of a stopped job
     resumes from its last checkpoint instead of starting over.
     """
-    os.environ.setdefault("USER", _user())
+    os.environ.setdefault("USER", user_name())
     from training.solver_main import main
 
     main.dora.dir = dora_dir

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from musicgen_ft.constants import CHUNK_SECONDS
 from musicgen_ft.inputs import TrainInputs
 from musicgen_ft.variants import Variant
 
@@ -102,7 +103,7 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         f"seed={inp.seed}",
         f"dataset.batch_size={plan.batch_size}",
         f"dataset.num_workers={plan.num_workers}",
-        "dataset.segment_duration=30",
+        f"dataset.segment_duration={CHUNK_SECONDS:g}",
         f"dataset.valid.num_samples={valid_samples}",
         f"dataset.evaluate.num_samples={valid_samples}",
         f"dataset.generate.num_samples={generate_samples}",
@@ -168,3 +169,20 @@ def plan_batch_size(requested: int, world_size: int, variant: Variant) -> tuple[
         )
         batch = adjusted
     return batch, notes
+
+
+def hyperparameter_notes(inputs: TrainInputs) -> list[str]:
+    """Warnings for settings that do not do what users usually expect."""
+    notes = []
+    if inputs.optimizer == "dadam" and inputs.lr < 0.1:
+        notes.append(
+            f"optimizer=dadam with lr={inputs.lr:g}: D-Adaptation scales its own step size by "
+            "lr, so values far below 1 nearly freeze training; for small learning rates use "
+            "optimizer=adamw"
+        )
+    if inputs.optimizer == "adamw" and inputs.lr >= 0.01:
+        notes.append(
+            f"optimizer=adamw with lr={inputs.lr:g} is likely to diverge; 1e-5..1e-4 is usual "
+            "for fine-tuning"
+        )
+    return notes
