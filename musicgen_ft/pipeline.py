@@ -69,8 +69,14 @@ def run_job(
     inputs: TrainInputs,
     output_dir: Path,
     resources: Topology | None = None,
+    *,
+    keep_work: bool = False,
 ) -> JobResult:
     """Run a whole fine-tune; write `output_dir/trained_model.tar` and return it.
+
+    A re-run into the same output dir resumes the job from its last checkpoint, or returns the
+    finished tar without training again; an output dir that holds another job is refused
+    (training/identity.py). After success the work dir is removed unless `keep_work`.
 
     Raises a FineTuneError subclass with a one-line reason on any user-facing failure.
     """
@@ -86,7 +92,8 @@ def run_job(
     from preprocessing.audio import PrepSettings
     from preprocessing.fetch import FetchSettings, fetch
     from preprocessing.stage import prepare_dataset
-    from training.export import job_metadata, write_tar
+    from training import identity
+    from training.export import job_metadata, read_metadata, write_tar
     from training.launch import (
         data_workers,
         detect_topology,
@@ -115,6 +122,7 @@ def run_job(
 
     # Everything that can be refused is checked before any heavy work.
     with times.stage("check"):
+        identity.check_same_inputs(output_dir, inputs)
         batch_size, notes = plan_batch_size(inputs.batch_size, resources.world_size, variant)
         notes += hyperparameter_notes(inputs)
         for note in notes:
@@ -178,6 +186,14 @@ def run_job(
             manifest.valid,
             manifest.split_note,
         )
+        job_id = identity.job_identity(inputs, manifest.egs_dir)
+        record = identity.check_same_data(output_dir, job_id)
+    tar_out = output_dir / TAR_NAME
+    if record is not None and record.finished and tar_out.is_file():
+        logger.info("this job already finished (job %s); returning %s unchanged", job_id, tar_out)
+        _remove_work(workdir, keep_work)
+        return JobResult(tar_path=tar_out, metadata=read_metadata(tar_out), times=times)
+    identity.JobRecord(identity.result_inputs(inputs), job_id).write(output_dir)
 
     plan = TrainPlan(
         inputs=inputs,
@@ -189,6 +205,7 @@ def run_job(
         device=resources.device,
         valid_examples=manifest.valid,
         num_workers=data_workers(resources),
+        job_id=job_id,
     )
     overrides = build_overrides(plan)
     with times.stage("train"):
@@ -223,12 +240,25 @@ def run_job(
                 "launcher": resources.launcher,
                 "device": resources.device,
                 "total_updates": plan.total_updates,
+                "job_id": job_id,
                 "overrides": overrides,
                 "notes": notes,
             },
             timings=dict(times.seconds),
         )
-        tar_path = write_tar(output_dir / TAR_NAME, xp_dir, metadata)
+        tar_path = write_tar(tar_out, xp_dir, metadata)
+    identity.JobRecord(identity.result_inputs(inputs), job_id, finished=True).write(output_dir)
+    _remove_work(workdir, keep_work)
     metadata["timings"] = dict(times.seconds)
     metadata["peak_memory"] = peak_memory_mb()
     return JobResult(tar_path=tar_path, metadata=metadata, times=times)
+
+
+def _remove_work(workdir: Path, keep: bool) -> None:
+    """A finished job's work dir (chunks, manifests, checkpoints) goes unless asked to keep it."""
+    import shutil
+
+    if keep or not workdir.exists():
+        return
+    shutil.rmtree(workdir, ignore_errors=True)
+    logger.info("removed the work dir %s (--keep_work keeps it)", workdir)

@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Folder for trained_model.tar, the logs and the work dir (default: runs/<date-time>).",
     )
+    parser.add_argument(
+        "--keep_work",
+        action="store_true",
+        help="Keep the work dir (chunks, manifests, checkpoints) after a successful run.",
+    )
     parser.add_argument("--verbose", action="store_true", help="Also log the solver's details.")
     return parser
 
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args: argparse.Namespace, output_dir: Path) -> None:
     from musicgen_ft.pipeline import peak_memory_mb, run_job
 
-    result = run_job(parse_inputs(args), output_dir)
+    result = run_job(parse_inputs(args), output_dir, keep_work=args.keep_work)
     logger.info("stage timings:\n%s", result.times.table())
     memory = peak_memory_mb()
     logger.info(

@@ -16,16 +16,22 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
+import os
 import re
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from musicgen_ft.clirun import run_cli
 from musicgen_ft.constants import env_flag
 from musicgen_ft.errors import FineTuneError, WeightsMissingError
-from musicgen_ft.paths import models_dir
+from musicgen_ft.paths import models_dir, torch_hub_dir
 from musicgen_ft.variants import COMPRESSION_FILE, LM_FILE, VARIANTS, Variant
+
+logger = logging.getLogger(__name__)
 
 
 def offline() -> bool:
@@ -41,9 +47,12 @@ class Asset:
         source: "hf" (Hugging Face repo) or "url" (plain HTTPS files).
         location: Repo id for "hf"; base URL for "url".
         files: File names inside the repo / under the URL.
-        sha256: Pinned checksums by file name (verified when present).
+        sha256: Pinned full SHA-256 checksums by file name; "url" assets need one per file,
+            "hf" files without one are checked against what the hub publishes.
         dest: For "url" assets, the folder (relative to the models dir) they are saved in.
         used_for: One line for the help text.
+        revision: For "hf" assets, the branch, tag or commit to fetch (default: main, resolved
+            to one commit for all files, which the log and checksums.json record).
     """
 
     name: str
@@ -53,6 +62,7 @@ class Asset:
     sha256: dict[str, str] = field(default_factory=dict)
     dest: str = ""
     used_for: str = ""
+    revision: str | None = None
 
 
 def _musicgen_asset(variant: Variant) -> Asset:
@@ -92,14 +102,20 @@ ASSETS: dict[str, Asset] = {
     # --- Demucs (vocal removal; melody conditioning) -------------------------------------
     # Owned by preprocessing/ (issue 3). Demucs's public checkpoint, saved to
     # $MUSICGEN_FT_MODELS/demucs/, where preprocessing.vocals looks first (then the torch hub
-    # cache). Demucs names its files `<sig>-<first 8 hex of their SHA-256>.th` and checks that
-    # prefix itself when it loads them; `_verify` checks the same prefix here.
+    # cache). Demucs names its files `<sig>-<first 8 hex of their SHA-256>.th`; the full SHA-256
+    # below (consistent with that prefix) is the one two independent public projects pin.
+    # It is also linked into the torch hub cache, where AudioCraft's chroma conditioner (melody
+    # variants) loads it through `demucs.pretrained.get_model("htdemucs")`.
     "htdemucs": Asset(
         name="htdemucs",
         source="url",
         location="https://dl.fbaipublicfiles.com/demucs/hybrid_transformer",
         files=("955717e8-8726e21a.th",),
-        sha256={"955717e8-8726e21a.th": "8726e21a"},
+        sha256={
+            "955717e8-8726e21a.th": (
+                "8726e21a993978c7ba086d3872e7608d7d5bfca646ca4aca459ffda844faa8b4"
+            )
+        },
         dest="demucs",
         used_for="Demucs htdemucs: vocal removal (drop_vocals) and melody conditioning",
     ),
@@ -120,16 +136,20 @@ ASSETS: dict[str, Asset] = {
 }
 
 
+DEMUCS_ASSET = "htdemucs"
+ESSENTIA_ASSET = "essentia"
+
+
 def assets_for_variant(variant: Variant) -> list[str]:
-    """Names of the assets a fine-tune of `variant` needs (besides optional stages)."""
+    """Names of the assets the default job for `variant` needs: the base model and its text
+    encoder, Demucs (vocal removal is on by default; melody conditioning) and the taggers
+    (auto-labeling is on by default)."""
     if variant.hf_repo is None:
         return []
     names = [variant.name]
     if variant.text_conditioner:
         names.append(variant.text_conditioner)
-    if variant.melody and "htdemucs" in ASSETS:
-        names.append("htdemucs")
-    return names
+    return [*names, DEMUCS_ASSET, ESSENTIA_ASSET]
 
 
 # --- resolution ----------------------------------------------------------------------------
@@ -199,17 +219,21 @@ def missing_message(name: str, repo: str, missing: Iterable[str], local: Path | 
 
 
 def ensure_variant_weights(variant: Variant) -> Path:
-    """Resolve the base model and its text encoder, downloading them when online."""
+    """Resolve everything training `variant` loads (base model, text encoder, and for melody
+    variants the chroma conditioner's Demucs), downloading what is missing when online."""
     try:
         path = resolve_base_model(variant)
         check_text_conditioner(variant)
-        return path
     except WeightsMissingError:
         if offline():
             raise
-    download(assets_for_variant(variant))
-    path = resolve_base_model(variant)
-    check_text_conditioner(variant)
+        download(
+            [n for n in assets_for_variant(variant) if n not in (DEMUCS_ASSET, ESSENTIA_ASSET)]
+        )
+        path = resolve_base_model(variant)
+        check_text_conditioner(variant)
+    if variant.melody:
+        ensure_chroma_demucs()
     return path
 
 
@@ -224,78 +248,167 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _hub_checksums(repo: str) -> dict[str, str]:
+def git_blob_sha1(path: Path) -> str:
+    """Git's object id of a file (SHA-1 of `blob <size>\\0<bytes>`): what the hub publishes for
+    files kept in git rather than LFS (configs, tokenizers)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the hub publishes about one file of a repository at one commit."""
+
+    sha256: str | None  # LFS files
+    git_blob: str | None  # every file
+
+
+def _hub_files(repo: str, revision: str | None) -> tuple[str, dict[str, Published]]:
+    """The commit `revision` resolves to, and what the hub publishes about each file there."""
     from huggingface_hub import HfApi
 
-    info = HfApi().model_info(repo, files_metadata=True)
-    out: dict[str, str] = {}
+    info = HfApi().model_info(repo, revision=revision, files_metadata=True)
+    out: dict[str, Published] = {}
     for sibling in info.siblings or []:
         lfs = getattr(sibling, "lfs", None)
         sha = getattr(lfs, "sha256", None) if lfs is not None else None
-        if sha:
-            out[sibling.rfilename] = sha
-    return out
+        out[sibling.rfilename] = Published(sha256=sha, git_blob=getattr(sibling, "blob_id", None))
+    if not info.sha:
+        raise FineTuneError(f"{repo}: the hub did not say which commit {revision or 'main'} is")
+    return info.sha, out
 
 
 def _download_hf(asset: Asset) -> list[Path]:
+    """Every file of the asset from one commit, each verified against what the hub publishes
+    for it at that commit (LFS SHA-256, else git's blob id) or against our own pin."""
     from huggingface_hub import hf_hub_download
 
-    expected = dict(_hub_checksums(asset.location))
-    expected.update(asset.sha256)
+    commit, published = _hub_files(asset.location, asset.revision)
     paths = []
     for name in asset.files:
-        path = Path(hf_hub_download(asset.location, name))
-        _verify(path, expected.get(name), f"{asset.location}/{name}")
+        label = f"{asset.location}/{name}@{commit[:12]}"
+        if name not in published:
+            raise FineTuneError(f"{label}: the repository has no such file")
+        path = Path(hf_hub_download(asset.location, name, revision=commit))
+        _verify_published(path, published[name], asset.sha256.get(name), label)
         paths.append(path)
+    logger.info("%s: %d files at commit %s, verified", asset.name, len(paths), commit)
     return paths
+
+
+def _verify_published(path: Path, published: Published, pinned: str | None, label: str) -> None:
+    if pinned or published.sha256:
+        _verify(path, pinned or published.sha256, label)
+        return
+    if not published.git_blob:
+        raise FineTuneError(f"{label}: the hub publishes no checksum for it; refusing it")
+    actual = git_blob_sha1(path)
+    if actual != published.git_blob:
+        path.resolve().unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        raise FineTuneError(
+            f"{label}: git blob id {actual} does not match the published {published.git_blob}"
+        )
 
 
 _ASSET_MAX_BYTES = 20 * 1000**3
 _FULL_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
-def _download_url(asset: Asset) -> list[Path]:
-    """Download a "url" asset's files through the guarded downloader, verifying each.
+MIRROR_ENV = "MUSICGEN_FT_MIRROR"
 
-    Asset locations are this program's own table, not user input: private hosts (an internal
-    mirror, a test server on 127.0.0.1) are admitted, plain http only to those.
+
+def mirrored(url: str) -> tuple[str, bool]:
+    """`https://HOST/PATH` as `$MUSICGEN_FT_MIRROR/HOST/PATH` when a mirror is configured.
+
+    Returns the URL to fetch and whether it is the operator's mirror (which may be plain http
+    on a private address: it was configured explicitly).
     """
+    base = os.environ.get(MIRROR_ENV, "").strip().rstrip("/")
+    if not base:
+        return url, False
+    parts = urlsplit(url)
+    return f"{base}/{parts.netloc}{parts.path}", True
+
+
+def _download_url(asset: Asset) -> list[Path]:
+    """Download a "url" asset's files through the guarded downloader, each against its pinned
+    full SHA-256. A file already in place (a user's pre-filled cache) is used as found."""
     from musicgen_ft import net
 
     dest = models_dir() / (asset.dest or asset.name)
-    dest.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in asset.files:
         target = dest / name
-        url = f"{asset.location.rstrip('/')}/{name}"
         expected = asset.sha256.get(name)
-        if not target.exists():
-            full = expected if expected and _FULL_SHA256.fullmatch(expected) else None
+        url, is_mirror = mirrored(f"{asset.location.rstrip('/')}/{name}")
+        if target.exists():
+            logger.info("%s: using %s as found (not re-verified)", asset.name, target)
+        else:
+            if expected is None or not _FULL_SHA256.fullmatch(expected):
+                raise FineTuneError(f"{url}: no full SHA-256 pinned for it; refusing it")
             net.download(
                 url,
                 target,
                 max_bytes=_ASSET_MAX_BYTES,
-                sha256=full,
+                sha256=expected.lower(),
+                # The locations are this program's own table or the operator's mirror, not user
+                # input: private hosts (an internal mirror, a test server) are admitted.
                 allow_private=True,
+                allow_http=is_mirror,
                 field=asset.name,
             )
-            if full is None:  # a prefix pin (Demucs) or none: `_verify` decides
-                try:
-                    _verify(target, expected, url)
-                except FineTuneError:
-                    target.unlink(missing_ok=True)
-                    raise
-        else:
-            _verify(target, expected, url)
         paths.append(target)
+    if asset.name == DEMUCS_ASSET:
+        for path in paths:
+            place_in_torch_hub(path)
     return paths
 
 
+def place_in_torch_hub(path: Path) -> Path:
+    """Link a Demucs checkpoint into torch hub's cache (where `demucs.pretrained` looks)."""
+    hub = torch_hub_dir() / "checkpoints" / path.name
+    if not hub.exists():
+        hub.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, hub)
+        except OSError:
+            shutil.copyfile(path, hub)
+        logger.info("placed %s in the torch hub cache (%s)", path.name, hub)
+    return hub
+
+
+def ensure_chroma_demucs() -> Path:
+    """The Demucs checkpoint the chroma conditioner of melody variants loads, in the torch hub
+    cache: found there, linked there from the models dir, or downloaded when online."""
+    asset = ASSETS[DEMUCS_ASSET]
+    [name] = asset.files
+    hub = torch_hub_dir() / "checkpoints" / name
+    if hub.is_file():
+        return hub
+    ours = models_dir() / asset.dest / name
+    if ours.is_file():
+        return place_in_torch_hub(ours)
+    if offline():
+        raise WeightsMissingError(
+            f"melody conditioning needs Demucs {name} in {hub.parent}/ (torch hub's cache) or "
+            f"{ours.parent}/; run `musicgen-ft download-weights {DEMUCS_ASSET}` on a machine "
+            "with internet"
+        )
+    download([DEMUCS_ASSET])
+    return hub
+
+
 def _verify(path: Path, expected: str | None, label: str) -> None:
-    if expected is None:
-        raise FineTuneError(f"{label}: no published checksum to verify against; refusing it")
+    """Refuse (and delete) a file whose SHA-256 is not the full `expected` one."""
+    if expected is None or not _FULL_SHA256.fullmatch(expected):
+        raise FineTuneError(f"{label}: no full SHA-256 to verify against; refusing it")
     actual = sha256_of(path)
-    if not actual.startswith(expected) and actual != expected:
+    if actual != expected.lower():
+        path.resolve().unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         raise FineTuneError(f"{label}: SHA-256 {actual} does not match the expected {expected}")
 

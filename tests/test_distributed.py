@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_two_cpu_processes_train_one_model(example_archive: Path, tmp_path: Path) -> None:
     inputs = quick_inputs(example_archive, batch_size=3)
-    result = run_job(inputs, tmp_path, Topology(device="cpu", world_size=2))
+    result = run_job(inputs, tmp_path, Topology(device="cpu", world_size=2), keep_work=True)
     training = result.metadata["training"]
     # 3 does not split over 2 processes: adjusted down, logged and recorded, never to 0.
     assert training["batch_size"] == 2 and training["world_size"] == 2
@@ -32,7 +32,7 @@ def test_torchrun_launcher_trains_on_two_cpu_processes(
 ) -> None:
     inputs = quick_inputs(example_archive)
     topology = Topology(device="cpu", world_size=2, launcher="torchrun")
-    result = run_job(inputs, tmp_path, topology)
+    result = run_job(inputs, tmp_path, topology, keep_work=True)
     assert result.tar_path is not None and result.tar_path.is_file()
     log = (tmp_path / "training.log").read_text()
     assert "torch.distributed.run" in log.splitlines()[0]

@@ -1,4 +1,5 @@
-"""A training killed mid-run resumes from its last checkpoint when run again the same way."""
+"""A training killed mid-run resumes from its last checkpoint when run again the same way,
+even with another number of training processes."""
 
 from __future__ import annotations
 
@@ -41,11 +42,14 @@ def test_killed_training_resumes_from_its_checkpoint(example_archive: Path, tmp_
     assert not (out / "trained_model.tar").exists()
     assert (out / "training.log").is_file()  # the killed job kept its log and work dir
 
-    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # Resumed with another process count: the world size is not part of the job's identity.
+    env = {**os.environ, "MUSICGEN_FT_CPU_PROCESSES": "2"}
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resuming from the checkpoint" in second.stderr
     log = (out / "training.log").read_text()
     assert "Checkpoint loaded from" in log
+    assert "--ddp_workers 2" in log  # the second run trained with two processes
     with tarfile.open(out / "trained_model.tar") as tar:
         meta = json.loads(tar.extractfile("metadata.json").read())  # type: ignore[union-attr]
     assert [entry["train"]["ce"] > 0 for entry in meta["history"]] == [True, True, True]

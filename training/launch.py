@@ -6,6 +6,7 @@ import collections
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -173,7 +174,16 @@ def training_env(dora_dir: Path) -> dict[str, str]:
     env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    # Dora derives the DDP port from the experiment's signature, so a resumed run (same
+    # signature) can meet its killed predecessor's port still in TIME_WAIT; a free port avoids it.
+    env.setdefault("MASTER_PORT", str(free_port()))
     return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def run_training(

@@ -89,11 +89,9 @@ def write_manifest(
         lines = []
         for chunk in items:
             wav = audio_dir / chunk.path.name
-            if not wav.exists():
-                _link(chunk.path, wav)
-                atomic_write_text(
-                    wav.with_suffix(".json"), json.dumps(infos[chunk.chunk_id], indent=1)
-                )
+            # Always this job's audio and info: a re-run's descriptions or audio may differ.
+            _link(chunk.path, wav)
+            atomic_write_text(wav.with_suffix(".json"), json.dumps(infos[chunk.chunk_id], indent=1))
             lines.append(
                 json.dumps(
                     {

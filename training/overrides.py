@@ -39,6 +39,9 @@ class TrainPlan:
         device: "cuda" or "cpu".
         valid_examples: Number of validation chunks.
         ema: Whether to keep an exponential moving average of the weights.
+        num_workers: Data-loader workers per process.
+        job_id: The job's identity (training/identity.py); part of Dora's experiment signature,
+            so a different job never resumes another's checkpoint.
     """
 
     inputs: TrainInputs
@@ -51,6 +54,7 @@ class TrainPlan:
     valid_examples: int
     ema: bool = False
     num_workers: int = 2
+    job_id: str = ""
 
     @property
     def total_updates(self) -> int:
@@ -122,17 +126,21 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         "dataset.train.drop_desc_p=0.0",
         "dataset.train.drop_other_p=0.5",
         # Evaluate and generate once, at the end of the run (AudioCraft always runs them on
-        # the last epoch); checkpoints every epoch so a stopped job can be inspected.
+        # the last epoch). `checkpoint.th` is rewritten every epoch and holds both the last
+        # state (to resume) and the best one (exported); no per-epoch copies are kept
+        # (AudioCraft 1.3.0 ignores `keep_last`, so `save_every` would keep every epoch's).
         f"evaluate.every={inp.epochs}",
         f"generate.every={inp.epochs}",
         f"generate.lm.top_k={min(250, v.card)}",
         "generate.audio.strategy=peak",
-        "checkpoint.save_every=1",
-        "checkpoint.keep_last=1",
+        "checkpoint.save_last=true",
+        "checkpoint.save_every=0",
         "logging.log_tensorboard=false",
         f"logging.log_updates={min(inp.updates_per_epoch, LOG_LINES_PER_EPOCH)}",
         "efficient_attention_backend=torch",
     ]
+    if plan.job_id:
+        overrides.append(f"+musicgen_ft_job={plan.job_id}")
     return overrides
 
 

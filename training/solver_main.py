@@ -65,3 +65,17 @@ main.dora.dir = AudioCraftEnvironment.get_dora_dir()
 
 if __name__ == "__main__":
     main()
+
+
+# Dora's experiment signature leaves out what follows the number of training processes, so a
+# re-run with another GPU or process count resumes the same experiment (the job's identity,
+# `musicgen_ft_job`, covers the batch size the user asked for). Dora reads its exclusions from
+# the entry point, not from the composed config, so they are added here.
+PROCESS_DEPENDENT = [
+    "dataset.batch_size",
+    "dataset.valid.num_samples",
+    "dataset.evaluate.num_samples",
+    "dataset.generate.num_samples",
+    "optim.ema.device",
+]
+main.dora.exclude += [k for k in PROCESS_DEPENDENT if k not in main.dora.exclude]
