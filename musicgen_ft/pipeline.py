@@ -93,6 +93,7 @@ def run_job(
     from preprocessing.fetch import FetchSettings, fetch
     from preprocessing.stage import prepare_dataset
     from training import identity
+    from training.base_config import architecture_overrides
     from training.export import job_metadata, read_metadata, write_tar
     from training.launch import (
         data_workers,
@@ -135,6 +136,7 @@ def run_job(
             )
             label_overrides = review.load_overrides(labels_path)
         base_dir = ensure_variant_weights(variant)
+        architecture = tuple(architecture_overrides(base_dir, variant))
         if inputs.drop_vocals:
             vocals.check_available(vocal_settings)
         logger.info(
@@ -206,6 +208,7 @@ def run_job(
         valid_examples=manifest.valid,
         num_workers=data_workers(resources),
         job_id=job_id,
+        architecture=architecture,
     )
     overrides = build_overrides(plan)
     with times.stage("train"):

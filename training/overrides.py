@@ -40,6 +40,8 @@ class TrainPlan:
         valid_examples: Number of validation chunks.
         ema: Whether to keep an exponential moving average of the weights.
         num_workers: Data-loader workers per process.
+        architecture: Overrides that rebuild the base checkpoint's LM (training/base_config.py);
+            None: the variant's own table (unit tests of the list itself).
         job_id: The job's identity (training/identity.py); part of Dora's experiment signature,
             so a different job never resumes another's checkpoint.
     """
@@ -55,6 +57,7 @@ class TrainPlan:
     ema: bool = False
     num_workers: int = 2
     job_id: str = ""
+    architecture: tuple[str, ...] | None = None
 
     @property
     def total_updates(self) -> int:
@@ -91,7 +94,7 @@ def build_overrides(plan: TrainPlan) -> list[str]:
     overrides = [
         f"solver={v.solver}",
         "dset=audio/musicgen_ft",
-        *v.lm_overrides,
+        *(v.lm_overrides if plan.architecture is None else plan.architecture),
         f"sample_rate={v.sample_rate}",
         f"channels={v.channels}",
         f"continue_from=//pretrained/{base}",
