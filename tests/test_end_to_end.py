@@ -146,7 +146,8 @@ def test_stereo_fine_tune_with_interleaved_codebooks(example_archive: Path, tmp_
 
     inputs = quick_inputs(example_archive, model_version="debug-stereo")
     result = run_job(inputs, tmp_path)
-    assert "interleave_stereo_codebooks.use=true" in result.metadata["training"]["overrides"]
+    # From the base checkpoint's own config (training/base_config.py).
+    assert "++interleave_stereo_codebooks.use=true" in result.metadata["training"]["overrides"]
     loaded = load_model(result.tar_path)
     wav = generate(loaded, GenerateParams(prompt="stereo chords", duration=1.0, seed=0))
     assert tuple(wav.shape) == (2, 32000)

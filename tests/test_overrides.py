@@ -21,6 +21,8 @@ COMMON_TAIL = [
     "dataset.batch_size=16",
     "dataset.num_workers=2",
     "dataset.segment_duration=30",
+    "dataset.min_segment_ratio=1.0",
+    "tokens.padding_with_special_token=true",
     "dataset.valid.num_samples=8",
     "dataset.evaluate.num_samples=8",
     "dataset.generate.num_samples=8",
@@ -189,3 +191,40 @@ def test_every_process_gets_a_validation_example() -> None:
     assert "dataset.generate.num_samples=8" in got
     cpu = build_overrides(plan_for("debug", world_size=1, device="cpu", valid_examples=11))
     assert "dataset.valid.num_samples=11" in cpu and "dataset.generate.num_samples=4" in cpu
+
+
+def test_no_training_on_padding(tmp_path: Path) -> None:
+    """A full chunk is never sampled past its start (no silent tail); a short tail chunk says how
+    many of its frames are real, which the solver turns into the special token and the loss mask."""
+    import numpy as np
+    import soundfile as sf
+    from audiocraft.data.audio_dataset import AudioDataset, AudioMeta
+
+    from training.hydra_config import compose_config
+
+    cfg = compose_config(build_overrides(plan_for("debug", device="cpu", world_size=1)))
+    assert cfg.tokens.padding_with_special_token is True
+    rate, seconds = 32000, float(cfg.dataset.segment_duration)
+    rng = np.random.default_rng(0)
+    metas = []
+    for name, length in (("full.wav", seconds), ("tail.wav", 10.0)):
+        path = tmp_path / name
+        sf.write(str(path), rng.uniform(-0.5, 0.5, int(length * rate)).astype(np.float32), rate)
+        metas.append(AudioMeta(path=str(path), duration=length, sample_rate=rate))
+    dataset = AudioDataset(
+        metas,
+        segment_duration=seconds,
+        sample_rate=rate,
+        channels=1,
+        num_samples=40,
+        min_segment_ratio=cfg.dataset.min_segment_ratio,
+        return_info=True,
+        shuffle=True,
+    )
+    for index in range(40):
+        wav, info = dataset[index]
+        if info.meta.path.endswith("full.wav"):
+            assert info.n_frames == info.total_frames == int(seconds * rate)
+            assert float(wav[..., -rate:].abs().max()) > 0.1  # real audio up to the end
+        else:
+            assert info.n_frames == int(10.0 * rate) < info.total_frames

@@ -111,6 +111,12 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         f"dataset.batch_size={plan.batch_size}",
         f"dataset.num_workers={plan.num_workers}",
         f"dataset.segment_duration={CHUNK_SECONDS:g}",
+        # No training on padding: chunks are cut at the segment length, so a segment never
+        # starts past a chunk's start (AudioCraft's default ratio of 0.8 seeks up to 6 s in and
+        # pads the rest with silence); a shorter tail chunk is padded with the special token,
+        # which the loss mask leaves out.
+        "dataset.min_segment_ratio=1.0",
+        "tokens.padding_with_special_token=true",
         f"dataset.valid.num_samples={valid_samples}",
         f"dataset.evaluate.num_samples={valid_samples}",
         f"dataset.generate.num_samples={generate_samples}",
