@@ -63,10 +63,6 @@ def main(cfg):  # type: ignore[no-untyped-def]
 main.dora.dir = AudioCraftEnvironment.get_dora_dir()
 
 
-if __name__ == "__main__":
-    main()
-
-
 # Dora's experiment signature leaves out what follows the number of training processes, so a
 # re-run with another GPU or process count resumes the same experiment (the job's identity,
 # `musicgen_ft_job`, covers the batch size the user asked for). Dora reads its exclusions from
@@ -79,3 +75,7 @@ PROCESS_DEPENDENT = [
     "optim.ema.device",
 ]
 main.dora.exclude += [k for k in PROCESS_DEPENDENT if k not in main.dora.exclude]
+
+
+if __name__ == "__main__":
+    main()
