@@ -292,7 +292,11 @@ def _download_hf(asset: Asset) -> list[Path]:
         label = f"{asset.location}/{name}@{commit[:12]}"
         if name not in published:
             raise FineTuneError(f"{label}: the repository has no such file")
-        path = Path(hf_hub_download(asset.location, name, revision=commit))
+        # By the branch name, so the cache records it (offline loaders ask for "main"); the
+        # snapshot must be the commit whose checksums were read.
+        path = Path(hf_hub_download(asset.location, name, revision=asset.revision or "main"))
+        if path.parent.name != commit and commit not in path.parts:
+            raise FineTuneError(f"{label}: the repository moved to another commit meanwhile; retry")
         _verify_published(path, published[name], asset.sha256.get(name), label)
         paths.append(path)
     logger.info("%s: %d files at commit %s, verified", asset.name, len(paths), commit)
@@ -345,8 +349,10 @@ def _download_url(asset: Asset) -> list[Path]:
         target = dest / name
         expected = asset.sha256.get(name)
         url, is_mirror = mirrored(f"{asset.location.rstrip('/')}/{name}")
-        if target.exists():
-            logger.info("%s: using %s as found (not re-verified)", asset.name, target)
+        found = target if target.exists() else _found_elsewhere(asset, name)
+        if found is not None:
+            logger.info("%s: using %s as found (not re-verified)", asset.name, found)
+            target = found
         else:
             if expected is None or not _FULL_SHA256.fullmatch(expected):
                 raise FineTuneError(f"{url}: no full SHA-256 pinned for it; refusing it")
@@ -366,6 +372,20 @@ def _download_url(asset: Asset) -> list[Path]:
         for path in paths:
             place_in_torch_hub(path)
     return paths
+
+
+def _found_elsewhere(asset: Asset, name: str) -> Path | None:
+    """A Demucs checkpoint the user already has where Demucs itself keeps them: the torch hub
+    cache under the published name, or our Demucs folder under its signature (any checksum
+    suffix: Demucs checks the suffix against the content when it loads the file)."""
+    if asset.name != DEMUCS_ASSET:
+        return None
+    hub = torch_hub_dir() / "checkpoints" / name
+    if hub.is_file():
+        return hub
+    signature = name.split("-", 1)[0]
+    ours = sorted((models_dir() / asset.dest).glob(f"{signature}-*.th"))
+    return ours[0] if ours else None
 
 
 def place_in_torch_hub(path: Path) -> Path:
