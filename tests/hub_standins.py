@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = [
@@ -87,9 +88,7 @@ def musicgen(out: Path, variant_name: str) -> Path:
     """A released-format `facebook/musicgen-<variant>` stand-in in `out`."""
     sys.path.insert(0, str(ROOT))
     import torch
-    from audiocraft import __version__ as ac_version
     from audiocraft.models import builders
-    from omegaconf import OmegaConf
 
     from musicgen_ft.variants import COMPRESSION_FILE, LM_FILE, get_variant
     from training.debug_model import COMPRESSION_OVERRIDES
@@ -114,15 +113,24 @@ def musicgen(out: Path, variant_name: str) -> Path:
         ]
     )
     lm = builders.get_lm_model(lm_cfg)
-    for module, cfg, name in ((compression, comp_cfg, COMPRESSION_FILE), (lm, lm_cfg, LM_FILE)):
-        pkg = {
-            "best_state": module.state_dict(),
-            "xp.cfg": OmegaConf.to_yaml(cfg, resolve=False),
-            "version": ac_version,
-            "exported": True,
-        }
-        torch.save(pkg, out / name)
+    save_released(compression, comp_cfg, out / COMPRESSION_FILE)
+    save_released(lm, lm_cfg, out / LM_FILE)
     return out
+
+
+def save_released(module: Any, cfg: Any, path: Path) -> None:
+    """Save a model as Meta publishes MusicGen checkpoints: best_state, xp.cfg, version."""
+    import torch
+    from audiocraft import __version__ as ac_version
+    from omegaconf import OmegaConf
+
+    pkg = {
+        "best_state": module.state_dict(),
+        "xp.cfg": OmegaConf.to_yaml(cfg, resolve=False),
+        "version": ac_version,
+        "exported": True,
+    }
+    torch.save(pkg, path)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ from training.base_config import architecture_overrides
 
 def _other_shaped_debug(models: Path, debug_model_dir: Path) -> Path:
     """A `debug` base of another shape than our table's (dim 32, 1 layer, 2 heads)."""
-    from audiocraft import __version__ as ac_version
     from audiocraft.models import builders
-    from omegaconf import OmegaConf
+    from hub_standins import save_released
 
     from training.debug_model import lm_overrides
     from training.hydra_config import compose_config
@@ -35,14 +34,7 @@ def _other_shaped_debug(models: Path, debug_model_dir: Path) -> Path:
         ]
     )
     torch.manual_seed(0)
-    lm = builders.get_lm_model(cfg)
-    pkg = {
-        "best_state": lm.state_dict(),
-        "xp.cfg": OmegaConf.to_yaml(cfg, resolve=False),
-        "version": ac_version,
-        "exported": True,
-    }
-    torch.save(pkg, folder / LM_FILE)
+    save_released(builders.get_lm_model(cfg), cfg, folder / LM_FILE)
     return folder
 
 
