@@ -9,6 +9,7 @@ from the one generation table (inference/params.py), so no default or bound is r
 from __future__ import annotations
 
 import inspect
+import shutil
 import sys
 import tempfile
 from pathlib import Path as _Path
@@ -35,6 +36,7 @@ REPLICATE_WEIGHTS = inspect.Parameter(
 class Predictor(BasePredictor):
     loaded: LoadedModel
     weights_source: str | None
+    _last_out: _Path | None = None
 
     def setup(self, weights: Path | None = None) -> None:
         """Load the fine-tune Cog passes as `weights` (a trained_model.tar path or URL)."""
@@ -50,7 +52,11 @@ class Predictor(BasePredictor):
         given = {k: (_Path(v) if isinstance(v, Path) else v) for k, v in inputs.items()}
         params = parse(GenerateParams, {k: v for k, v in given.items() if v is not None})
         wav = generate(self.loaded, params)
-        out = _Path(tempfile.mkdtemp(prefix="musicgen-ft-out-")) / f"output.{params.output_format}"
+        # Cog has sent the previous prediction's file by now: remove it rather than pile up.
+        if self._last_out is not None:
+            shutil.rmtree(self._last_out, ignore_errors=True)
+        self._last_out = _Path(tempfile.mkdtemp(prefix="musicgen-ft-out-"))
+        out = self._last_out / f"output.{params.output_format}"
         path = write_audio(
             wav, self.loaded.model.sample_rate, out, params.output_format,
             params.normalization_strategy,

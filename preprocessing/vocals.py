@@ -428,6 +428,16 @@ def _separate(
     return done
 
 
+def _release(model: Any, device: str) -> None:
+    """Give the GPU back before training starts (the pipeline process lives on meanwhile)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    model.to("cpu")
+    torch.cuda.empty_cache()
+
+
 def remove_vocals(
     chunks: list[Chunk],
     settings: VocalSettings,
@@ -471,7 +481,10 @@ def remove_vocals(
             model = model if model is not None else load_model(settings, workdir)
             device = resolve_device(settings.device)
             model.to(device)
-            fresh = _separate(model, chunks, todo, settings, device, out_dir, progress)
+            try:
+                fresh = _separate(model, chunks, todo, settings, device, out_dir, progress)
+            finally:
+                _release(model, device)
             if cache is not None:
                 for i, (path, level) in fresh.items():
                     _cache_put(cache, keys[i], path, level)

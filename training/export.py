@@ -85,7 +85,9 @@ def export_lm(checkpoint: Path) -> tuple[dict[str, Any], str]:
     from audiocraft import __version__ as ac_version
 
     try:
-        pkg = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        # Memory-mapped: only the best state's tensors are read, not the whole checkpoint
+        # (optimizer state and last weights, several times the model for a 1.5B variant).
+        pkg = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
     except Exception as exc:
         raise TrainingError(f"cannot read the training checkpoint {checkpoint}: {exc}") from None
     best = pkg.get("fsdp_best_state") or pkg.get("best_state")
