@@ -264,3 +264,11 @@ def model_files() -> dict[str, tuple[str, ...]]:
         "genres": base,
         **{kind: (*base, spec.model_file, spec.metadata_file) for kind, spec in HEADS.items()},
     }
+
+
+def missing_files(models_dir: Path | None) -> list[str]:
+    """Tagger files that are not in `models_dir` (without loading any model)."""
+    needed = dict.fromkeys(f for files in model_files().values() for f in files)
+    if models_dir is None:
+        return list(needed)
+    return [f for f in needed if locate(models_dir, f) is None]

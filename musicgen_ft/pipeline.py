@@ -87,7 +87,7 @@ def run_job(
     from labeling.vocabulary import build_vocabulary
     from musicgen_ft.constants import TAR_NAME
     from musicgen_ft.paths import cache_root
-    from musicgen_ft.weights import ensure_variant_weights
+    from musicgen_ft.weights import ensure_taggers, ensure_variant_weights
     from preprocessing import vocals
     from preprocessing.audio import PrepSettings
     from preprocessing.fetch import FetchSettings, fetch
@@ -139,6 +139,8 @@ def run_job(
         architecture = tuple(architecture_overrides(base_dir, variant))
         if inputs.drop_vocals:
             vocals.check_available(vocal_settings)
+        if inputs.auto_labeling:
+            ensure_taggers(label_settings.models_dir)
         logger.info(
             "model_version=%s base=%s device=%s processes=%d batch_size=%d",
             variant.name,

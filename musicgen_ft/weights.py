@@ -237,6 +237,30 @@ def ensure_variant_weights(variant: Variant) -> Path:
     return path
 
 
+def ensure_taggers(folder: Path | None) -> None:
+    """Before any heavy work: fetch the Essentia taggers when they are missing and the machine
+    is online; offline, say which files are missing and the command that gets them (labels are
+    then key and BPM only: auto-labeling never fails a job)."""
+    from labeling.taggers import missing_files
+
+    missing = missing_files(folder)
+    if not missing:
+        return
+    if not offline():
+        try:
+            download([ESSENTIA_ASSET])
+            return
+        except WeightsMissingError as exc:
+            logger.warning("%s", exc)
+    logger.warning(
+        "auto-labeling: genre, mood and instrument labels need %s in %s; run "
+        "`musicgen-ft download-weights %s` (key and BPM are labeled without them)",
+        ", ".join(missing),
+        folder,
+        ESSENTIA_ASSET,
+    )
+
+
 # --- download ------------------------------------------------------------------------------
 
 

@@ -142,3 +142,17 @@ def test_download_weights_for_a_variant_fetches_the_whole_default_job() -> None:
     assert weights.assets_for_variant(get_variant("small")) == [
         "small", "t5-base", "htdemucs", "essentia",
     ]  # fmt: skip
+
+
+def test_missing_taggers_are_named_before_any_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Offline (the test session) with no taggers: one warning names the files and the command;
+    auto-labeling still runs (key and BPM)."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="musicgen_ft.weights"):
+        weights.ensure_taggers(tmp_path / "essentia")
+    [record] = [r for r in caplog.records if "auto-labeling" in r.getMessage()]
+    assert "discogs-effnet-bsdynamic-1.onnx" in record.getMessage()
+    assert "musicgen-ft download-weights essentia" in record.getMessage()

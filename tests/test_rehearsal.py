@@ -29,8 +29,8 @@ from hub_server import HubServer
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-# Mono, and the default variant (stereo interleaving and chroma melody conditioning in one).
-VARIANTS = ("small", "stereo-melody")
+# Mono, stereo, melody and stereo-melody (the default).
+VARIANTS = ("small", "stereo-small", "melody", "stereo-melody")
 SHORT_RUN = ["--epochs", "1", "--updates_per_epoch", "2", "--batch_size", "2",
              "--optimizer", "adamw", "--lr", "1e-3"]  # fmt: skip
 
