@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import os
 import re
 import socket
 import ssl
@@ -33,6 +32,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpcore
 import httpx
 
+from musicgen_ft.constants import env_flag
 from musicgen_ft.errors import DownloadError, UnsafeUrlError
 from preprocessing.progress import Progress
 
@@ -81,7 +81,7 @@ def is_url(source: str) -> bool:
 
 def allow_private_from_env() -> bool:
     """The private-URL switch from the environment (`MUSICGEN_FT_ALLOW_PRIVATE_URLS`)."""
-    return os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag(ALLOW_PRIVATE_ENV)
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
