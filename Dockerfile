@@ -25,6 +25,7 @@ COPY preprocessing/ preprocessing/
 COPY labeling/ labeling/
 COPY training/ training/
 COPY inference/ inference/
+COPY evaluation/ evaluation/
 COPY serving/ serving/
 COPY config/ config/
 COPY train.py predict.py cog.yaml ./

@@ -17,7 +17,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy musicgen_ft preprocessing labeling training inference serving train.py predict.py
+	$(VENV)/bin/mypy musicgen_ft preprocessing labeling training inference serving evaluation train.py predict.py
 
 pytest: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra

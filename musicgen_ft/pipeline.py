@@ -1,6 +1,6 @@
 """The one place that orders and times the stages of a fine-tune.
 
-    check → fetch + prepare → vocals → labels → manifest → train → export
+    check → fetch + prepare → vocals → labels → manifest → train → export → samples
 
 Cog's `train()`, the CLI (`train.py`) and the trainings server all call `run_job`; none of them
 holds pipeline logic. Every stage writes under its own folder of the job's work dir, which is
@@ -80,6 +80,7 @@ def run_job(
 
     Raises a FineTuneError subclass with a one-line reason on any user-facing failure.
     """
+    from evaluation.curves import write_curves
     from labeling import review
     from labeling import stage as labeling
     from labeling.merge import chunk_info
@@ -94,7 +95,7 @@ def run_job(
     from preprocessing.stage import prepare_dataset
     from training import identity
     from training.base_config import architecture_overrides
-    from training.export import job_metadata, read_metadata, write_tar
+    from training.export import add_results, job_metadata, read_history, read_metadata, write_tar
     from training.launch import (
         data_workers,
         detect_topology,
@@ -251,12 +252,64 @@ def run_job(
             },
             timings=dict(times.seconds),
         )
-        tar_path = write_tar(tar_out, xp_dir, metadata)
+        results_dir = workdir / "results"
+        metadata["history"] = read_history(xp_dir)
+        metadata["curves"] = write_curves(
+            metadata["history"],
+            output_dir / "training.log",
+            inputs.updates_per_epoch,
+            results_dir,
+            title=f"{variant.name} fine-tune, job {job_id}",
+        )
+        curves = {name: results_dir / name for name in metadata["curves"].values()}
+        tar_path = write_tar(tar_out, xp_dir, metadata, curves)
+
+    if inputs.sample_prompts:
+        with times.stage("samples"):
+            metadata["samples"] = _listening_samples(
+                inputs, tar_path, manifest.egs_dir, metadata, results_dir, resources.device
+            )
+            clips = [s[role] for s in metadata["samples"] for role in ("finetuned", "base")]
+            add_results(tar_path, {name: results_dir / name for name in clips}, metadata)
     identity.JobRecord(identity.result_inputs(inputs), job_id, finished=True).write(output_dir)
     _remove_work(workdir, keep_work)
     metadata["timings"] = dict(times.seconds)
     metadata["peak_memory"] = peak_memory_mb()
     return JobResult(tar_path=tar_path, metadata=metadata, times=times)
+
+
+def _listening_samples(
+    inputs: TrainInputs,
+    tar_path: Path,
+    egs_dir: Path,
+    metadata: dict[str, Any],
+    results_dir: Path,
+    device: str,
+) -> list[dict[str, object]]:
+    """The fine-tune and the base model on the same prompts and seeds (evaluation/samples)."""
+    from evaluation import samples
+
+    prompts = samples.choose_prompts(
+        samples.descriptions_of(egs_dir / "valid"),
+        metadata.get("vocabulary", {}).get("suggested_prompts", []),
+        inputs.sample_prompts,
+    )
+    rendered = samples.render(
+        tar_path,
+        inputs.model_version,
+        prompts,
+        duration=inputs.sample_duration,
+        seed=inputs.seed,
+        out_dir=results_dir / samples.SAMPLES_DIR,
+        device=device,
+    )
+    logger.info(
+        "samples: %d prompts x (fine-tune, base), %.0f s each, in %s/",
+        len(rendered),
+        inputs.sample_duration,
+        samples.SAMPLES_DIR,
+    )
+    return samples.as_metadata(rendered)
 
 
 def _remove_work(workdir: Path, keep: bool) -> None:

@@ -35,6 +35,8 @@ def main() -> int:
         epochs=2,
         updates_per_epoch=5,
         batch_size=4,
+        sample_prompts=2,  # listening samples (fine-tune and base) in the tar
+        sample_duration=4.0,
     )
     result = run_job(inputs, run_dir)
     times = result.times

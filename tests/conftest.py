@@ -85,6 +85,8 @@ def trained(session_tmp: Path, example_archive: Path) -> Iterator[Path]:
         warmup=8,
         cfg_p=0.3,
         seed=2036,
+        sample_prompts=2,
+        sample_duration=1.0,
         allow_private_urls=False,
     )
     yield Path(output.weights)

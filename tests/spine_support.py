@@ -20,6 +20,9 @@ def quick_inputs(archive: Path, **changes: Any) -> TrainInputs:
         "batch_size": 2,
         "optimizer": "adamw",
         "lr": 1e-3,
+        # One short listening sample pair (fine-tune, base): the samples stage runs.
+        "sample_prompts": 1,
+        "sample_duration": 1.0,
     }
     values.update(changes)
     return TrainInputs(**values)

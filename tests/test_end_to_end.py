@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -19,9 +22,38 @@ def test_tar_is_a_real_archive_with_the_documented_members(trained: Path) -> Non
     assert trained.name == "trained_model.tar"
     assert tarfile.is_tarfile(trained)
     with tarfile.open(trained) as tar:
-        assert sorted(tar.getnames()) == ["metadata.json", "state_dict.bin", "xp.cfg"]
+        names = sorted(tar.getnames())
         meta = json.loads(tar.extractfile("metadata.json").read())  # type: ignore[union-attr]
         cfg = tar.extractfile("xp.cfg").read().decode()  # type: ignore[union-attr]
+        curves_csv = tar.extractfile("curves/loss.csv").read().decode()  # type: ignore[union-attr]
+        png = tar.extractfile("curves/loss.png").read()  # type: ignore[union-attr]
+        clips = {n: tar.extractfile(n).read() for n in names if n.startswith("samples/")}  # type: ignore[union-attr]
+    assert names == [
+        "curves/loss.csv", "curves/loss.png", "metadata.json",
+        "samples/00_base.wav", "samples/00_finetuned.wav",
+        "samples/01_base.wav", "samples/01_finetuned.wav",
+        "state_dict.bin", "xp.cfg",
+    ]  # fmt: skip
+    # Listening samples: fine-tune and base on the same prompt and seed, listed in metadata.
+    samples = meta["samples"]
+    assert [s["finetuned"] for s in samples] == [
+        "samples/00_finetuned.wav",
+        "samples/01_finetuned.wav",
+    ]
+    assert samples[0]["source"] == "held-out description" and samples[0]["prompt"]
+    assert len({s["prompt"] for s in samples}) == 2 and samples[0]["seed"] == 2036
+    for data in clips.values():
+        audio, rate = sf.read(io.BytesIO(data))
+        assert rate == 32000 and len(audio) == 32000 and np.abs(audio).max() > 0
+    assert clips["samples/00_base.wav"] != clips["samples/00_finetuned.wav"]
+    # Curves: per logged step and per epoch, train and held-out, as CSV and PNG.
+    rows = list(csv.DictReader(io.StringIO(curves_csv)))
+    kinds = {(r["kind"], r["split"]) for r in rows}
+    assert kinds == {("step", "train"), ("epoch", "train"), ("epoch", "valid")}
+    assert all(float(r["ce"]) > 0 for r in rows)
+    assert png.startswith(b"\x89PNG") and meta["curves"] == {
+        "csv": "curves/loss.csv", "png": "curves/loss.png"
+    }  # fmt: skip
     assert "solver: musicgen" in cfg
     assert meta["model_version"] == "debug"
     assert meta["inputs"]["updates_per_epoch"] == 3

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 # Mono, stereo, melody and stereo-melody (the default).
 VARIANTS = ("small", "stereo-small", "melody", "stereo-melody")
 SHORT_RUN = ["--epochs", "1", "--updates_per_epoch", "2", "--batch_size", "2",
-             "--optimizer", "adamw", "--lr", "1e-3"]  # fmt: skip
+             "--optimizer", "adamw", "--lr", "1e-3", "--sample_prompts", "1",
+             "--sample_duration", "1"]  # fmt: skip
 
 
 def _run(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:

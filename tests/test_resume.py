@@ -24,7 +24,8 @@ def test_killed_training_resumes_from_its_checkpoint(example_archive: Path, tmp_
         sys.executable, "train.py", "--dataset_path", str(example_archive),
         "--model_version", "debug", "--drop_vocals", "false", "--auto_labeling", "false",
         "--epochs", "3", "--updates_per_epoch", "2", "--batch_size", "2",
-        "--optimizer", "adamw", "--lr", "1e-3", "--output_dir", str(out),
+        "--optimizer", "adamw", "--lr", "1e-3", "--sample_prompts", "1",
+        "--sample_duration", "1", "--output_dir", str(out),
     ]  # fmt: skip
     first = subprocess.Popen(
         cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,

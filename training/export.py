@@ -6,7 +6,12 @@ Layout (documented in docs/trained_model.md):
     ├── state_dict.bin    the fine-tuned LM in the released MusicGen format
     │                     ({"best_state", "xp.cfg", "version", "exported"})
     ├── xp.cfg            the solver config of the fine-tune (YAML)
-    └── metadata.json     inputs, base model, dataset report, versions, timings, metrics
+    ├── metadata.json     inputs, base model, dataset report, versions, timings, metrics,
+    │                     and the lists of samples and curves below
+    ├── samples/NN_finetuned.wav, samples/NN_base.wav
+    │                     listening samples: fine-tune and base model, same prompt and seed
+    └── curves/loss.csv, curves/loss.png
+                          train (logged steps, epochs) and held-out (epochs) ce / ppl
 
 Extracted into a folder next to the base model's `compression_state_dict.bin`, it loads with
 stock `MusicGen.get_pretrained(folder)` (inference/loading.py does exactly that).
@@ -18,6 +23,7 @@ import io
 import json
 import tarfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,25 +129,51 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_tar(out_path: Path, xp_dir: Path, metadata: dict[str, Any]) -> Path:
-    """Write `trained_model.tar` for the experiment in `xp_dir`; return its path."""
+def write_tar(
+    out_path: Path,
+    xp_dir: Path,
+    metadata: dict[str, Any],
+    files: Mapping[str, Path] | None = None,
+) -> Path:
+    """Write `trained_model.tar` for the experiment in `xp_dir` (its best state), with `files`
+    (tar name -> local file) beside it; return its path. `metadata` is written as given."""
     lm_pkg, cfg_yaml = export_lm(xp_dir / "checkpoint.th")
     buffer = io.BytesIO()
     torch.save(lm_pkg, buffer)
     lm_bytes = buffer.getvalue()
-    metadata = dict(metadata)
-    metadata["history"] = read_history(xp_dir)
 
     def write(tmp: Path) -> None:
         with tarfile.open(tmp, "w") as tar:
             _add_bytes(tar, LM_FILE, lm_bytes)
             _add_bytes(tar, CONFIG_FILE, cfg_yaml.encode("utf-8"))
+            for name, path in (files or {}).items():
+                tar.add(str(path), arcname=name, recursive=False)
             _add_bytes(
                 tar, METADATA_FILE, json.dumps(metadata, indent=2, default=str).encode("utf-8")
             )
 
     atomic_write_bytes_from(out_path, write)
     return out_path
+
+
+def add_results(tar_path: Path, files: Mapping[str, Path], metadata: dict[str, Any]) -> Path:
+    """Rewrite `tar_path` with `files` (tar name -> local file) added and `metadata.json`
+    replaced; the members already there are copied through, not loaded. Atomic."""
+
+    def write(tmp: Path) -> None:
+        with tarfile.open(tar_path, "r") as old, tarfile.open(tmp, "w") as new:
+            for member in old:
+                if member.name == METADATA_FILE or member.name in files:
+                    continue
+                new.addfile(member, old.extractfile(member) if member.isfile() else None)
+            for name, path in files.items():
+                new.add(str(path), arcname=name, recursive=False)
+            _add_bytes(
+                new, METADATA_FILE, json.dumps(metadata, indent=2, default=str).encode("utf-8")
+            )
+
+    atomic_write_bytes_from(tar_path, write)
+    return tar_path
 
 
 def read_metadata(tar_path: Path) -> dict[str, Any]:

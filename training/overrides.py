@@ -18,8 +18,6 @@ from musicgen_ft.variants import Variant
 _WARMUP_SCHEDULERS = ("cosine", "polynomial_decay", "inverse_sqrt", "linear_warmup")
 # The exponential schedule decays to this fraction of the peak lr over the whole run.
 EXPONENTIAL_FINAL_RATIO = 0.01
-# Generation during training (end-of-run samples) uses at most this many prompts.
-MAX_GENERATE_SAMPLES = 4
 # Progress lines (step, loss, rate) the solver logs per epoch.
 LOG_LINES_PER_EPOCH = 20
 
@@ -88,9 +86,6 @@ def build_overrides(plan: TrainPlan) -> list[str]:
     # repeating examples when there are fewer than processes.
     world = plan.world_size
     valid_samples = world * math.ceil(max(1, plan.valid_examples) / world)
-    generate_samples = world * math.ceil(
-        max(1, min(MAX_GENERATE_SAMPLES, plan.valid_examples)) / world
-    )
     overrides = [
         f"solver={v.solver}",
         "dset=audio/musicgen_ft",
@@ -119,7 +114,10 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         "tokens.padding_with_special_token=true",
         f"dataset.valid.num_samples={valid_samples}",
         f"dataset.evaluate.num_samples={valid_samples}",
-        f"dataset.generate.num_samples={generate_samples}",
+        # AudioCraft's own generate stage gets no examples: its clips (30 s, prompted and
+        # unprompted, left in the work dir) are replaced by the job's listening samples
+        # (evaluation/samples.py), generated from the exported model beside the base model's.
+        "dataset.generate.num_samples=0",
         f"optim.epochs={inp.epochs}",
         f"optim.updates_per_epoch={inp.updates_per_epoch}",
         f"optim.optimizer={inp.optimizer}",
@@ -134,9 +132,9 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         "dataset.train.merge_text_p=0.25",
         "dataset.train.drop_desc_p=0.0",
         "dataset.train.drop_other_p=0.5",
-        # Evaluate and generate once, at the end of the run (AudioCraft always runs them on
-        # the last epoch). `checkpoint.th` is rewritten every epoch and holds both the last
-        # state (to resume) and the best one (exported); no per-epoch copies are kept
+        # Evaluate once, at the end of the run (AudioCraft always runs it on the last epoch).
+        # `checkpoint.th` is rewritten every epoch and holds both the last state (to resume)
+        # and the best one (exported); no per-epoch copies are kept
         # (AudioCraft 1.3.0 ignores `keep_last`, so `save_every` would keep every epoch's).
         f"evaluate.every={inp.epochs}",
         f"generate.every={inp.epochs}",

@@ -1,0 +1,1 @@
+"""What a training shows of itself: listening samples and loss curves, in every result."""
