@@ -88,7 +88,7 @@ def run_job(
     from labeling.vocabulary import build_vocabulary
     from musicgen_ft.constants import TAR_NAME
     from musicgen_ft.paths import cache_root
-    from musicgen_ft.weights import ensure_taggers, ensure_variant_weights
+    from musicgen_ft.weights import ensure_fetched, ensure_taggers, ensure_variant_weights
     from preprocessing import vocals
     from preprocessing.audio import PrepSettings
     from preprocessing.fetch import FetchSettings, fetch
@@ -139,7 +139,8 @@ def run_job(
         base_dir = ensure_variant_weights(variant)
         architecture = tuple(architecture_overrides(base_dir, variant))
         if inputs.drop_vocals:
-            vocals.check_available(vocal_settings)
+            # A missing htdemucs is fetched when online, as for the base model.
+            ensure_fetched(lambda: vocals.check_available(vocal_settings), inputs.demucs_model)
         if inputs.auto_labeling:
             ensure_taggers(label_settings.models_dir)
         logger.info(

@@ -20,11 +20,13 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from musicgen_ft.atomic import atomic_write_text
 from musicgen_ft.clirun import run_cli
 from musicgen_ft.constants import env_flag
 from musicgen_ft.errors import FineTuneError, WeightsMissingError
@@ -51,8 +53,9 @@ class Asset:
             "hf" files without one are checked against what the hub publishes.
         dest: For "url" assets, the folder (relative to the models dir) they are saved in.
         used_for: One line for the help text.
-        revision: For "hf" assets, the branch, tag or commit to fetch (default: main, resolved
-            to one commit for all files, which the log and checksums.json record).
+        revision: For "hf" assets, the branch to fetch (default: main), resolved to one
+            commit for all files. The weights lock pins that commit (see `WeightsLock`).
+        licence: Shown when the asset is downloaded (terms the user accepts by using it).
     """
 
     name: str
@@ -63,6 +66,7 @@ class Asset:
     dest: str = ""
     used_for: str = ""
     revision: str | None = None
+    licence: str = ""
 
 
 def _musicgen_asset(variant: Variant) -> Asset:
@@ -132,6 +136,12 @@ ASSETS: dict[str, Asset] = {
         sha256=_ESSENTIA_SHA256,
         dest="essentia",
         used_for="auto-labels: genres, moods/themes, instruments (CC BY-NC-SA 4.0, MTG-UPF)",
+        licence=(
+            "Essentia's Discogs-EffNet models are by the Music Technology Group (UPF), under "
+            "CC BY-NC-SA 4.0: non-commercial use only, attribution, share-alike "
+            "(https://essentia.upf.edu/models.html); a commercial licence is available from "
+            "UPF. Turn auto_labeling off to train without them."
+        ),
     ),
 }
 
@@ -237,6 +247,19 @@ def ensure_variant_weights(variant: Variant) -> Path:
     return path
 
 
+def ensure_fetched(check: Callable[[], object], asset: str) -> None:
+    """Run `check` (a stage's pre-flight); when it finds files missing, the machine is online and
+    `asset` is one `download-weights` knows, download it and check again."""
+    try:
+        check()
+    except WeightsMissingError:
+        if offline() or asset not in ASSETS:
+            raise
+        logger.info("%s is missing; downloading it (as `download-weights %s` would)", asset, asset)
+        download([asset])
+        check()
+
+
 def ensure_taggers(folder: Path | None) -> None:
     """Before any heavy work: fetch the Essentia taggers when they are missing and the machine
     is online; offline, say which files are missing and the command that gets them (labels are
@@ -305,12 +328,65 @@ def _hub_files(repo: str, revision: str | None) -> tuple[str, dict[str, Publishe
     return info.sha, out
 
 
-def _download_hf(asset: Asset) -> list[Path]:
+LOCK_ENV = "MUSICGEN_FT_WEIGHTS_LOCK"
+
+
+@dataclass
+class WeightsLock:
+    """The commit each Hugging Face repository was downloaded at, and every file's SHA-256.
+
+    Written by the first download (`$MUSICGEN_FT_WEIGHTS_LOCK`, default
+    `$MUSICGEN_FT_MODELS/weights.lock.json`); a later download, on this machine or on another
+    given the same file, must find the repository at the locked commit and the same bytes, or it
+    is refused unless `download-weights --update` accepts the new commit. A team shares one lock
+    to get identical weights on every machine.
+    """
+
+    path: Path
+    entries: dict[str, dict[str, Any]]
+
+    @classmethod
+    def load(cls) -> WeightsLock:
+        configured = os.environ.get(LOCK_ENV, "").strip()
+        path = Path(configured) if configured else models_dir() / "weights.lock.json"
+        try:
+            entries = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FineTuneError(f"cannot read the weights lock {path}: {exc}") from None
+        return cls(path, entries if isinstance(entries, dict) else {})
+
+    def check(self, asset: Asset, commit: str, update: bool) -> None:
+        locked = self.entries.get(asset.name, {}).get("commit")
+        if locked and locked != commit and not update:
+            raise FineTuneError(
+                f"{asset.location} is now at commit {commit[:12]}, but {self.path} locks "
+                f"{asset.name} at {locked[:12]}; run `musicgen-ft download-weights --update "
+                f"{asset.name}` to accept the new commit, or keep using the files you have"
+            )
+
+    def locked_sha256(self, asset: Asset, commit: str, name: str) -> str | None:
+        entry = self.entries.get(asset.name, {})
+        return entry.get("files", {}).get(name) if entry.get("commit") == commit else None
+
+    def record(self, asset: Asset, commit: str, paths: list[Path]) -> None:
+        self.entries[asset.name] = {
+            "repo": asset.location,
+            "commit": commit,
+            "files": {name: sha256_of(p) for name, p in zip(asset.files, paths, strict=True)},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.entries, indent=2, sort_keys=True) + "\n")
+
+
+def _download_hf(asset: Asset, update: bool = False) -> list[Path]:
     """Every file of the asset from one commit, each verified against what the hub publishes
-    for it at that commit (LFS SHA-256, else git's blob id) or against our own pin."""
+    for it at that commit (LFS SHA-256, else git's blob id), against our own pin, and against
+    the weights lock, which then records the commit and checksums."""
     from huggingface_hub import hf_hub_download
 
     commit, published = _hub_files(asset.location, asset.revision)
+    lock = WeightsLock.load()
+    lock.check(asset, commit, update)
     paths = []
     for name in asset.files:
         label = f"{asset.location}/{name}@{commit[:12]}"
@@ -322,8 +398,15 @@ def _download_hf(asset: Asset) -> list[Path]:
         if path.parent.name != commit and commit not in path.parts:
             raise FineTuneError(f"{label}: the repository moved to another commit meanwhile; retry")
         _verify_published(path, published[name], asset.sha256.get(name), label)
+        locked = lock.locked_sha256(asset, commit, name)
+        if locked is not None:
+            _verify(path, locked, f"{label} (weights lock {lock.path})")
         paths.append(path)
-    logger.info("%s: %d files at commit %s, verified", asset.name, len(paths), commit)
+    lock.record(asset, commit, paths)
+    logger.info(
+        "%s: %d files at commit %s, verified; locked in %s",
+        asset.name, len(paths), commit, lock.path,
+    )  # fmt: skip
     return paths
 
 
@@ -457,8 +540,10 @@ def _verify(path: Path, expected: str | None, label: str) -> None:
         raise FineTuneError(f"{label}: SHA-256 {actual} does not match the expected {expected}")
 
 
-def download(names: Iterable[str]) -> list[Path]:
-    """Download and verify the named assets. Raises FineTuneError with the reason."""
+def download(names: Iterable[str], *, update: bool = False) -> list[Path]:
+    """Download and verify the named assets. Raises FineTuneError with the reason.
+
+    `update`: accept a Hugging Face repository that moved past its locked commit."""
     paths: list[Path] = []
     for name in names:
         if name not in ASSETS:
@@ -469,7 +554,9 @@ def download(names: Iterable[str]) -> list[Path]:
                 f"{name}: HF_HUB_OFFLINE is set; unset it to download, or copy the files in"
             )
         try:
-            fetched = _download_hf(asset) if asset.source == "hf" else _download_url(asset)
+            fetched = (
+                _download_hf(asset, update) if asset.source == "hf" else _download_url(asset)
+            )
         except FineTuneError:
             raise
         except Exception as exc:  # network and hub errors of many kinds
@@ -477,6 +564,8 @@ def download(names: Iterable[str]) -> list[Path]:
                 f"{name}: download from {asset.location} failed ({type(exc).__name__}: {exc})"
             ) from None
         paths += fetched
+        if asset.licence:
+            logger.warning("%s: %s", asset.name, asset.licence)
         record = models_dir() / "checksums.json"
         known = json.loads(record.read_text()) if record.exists() else {}
         known.update({str(p): sha256_of(p) for p in fetched})
@@ -493,13 +582,22 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("names", nargs="*", help="assets or model versions (e.g. small)")
     parser.add_argument("--all", action="store_true", help="every asset")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="accept Hugging Face repositories that moved past the commit in the weights lock "
+        f"(${LOCK_ENV}, default {models_dir()}/weights.lock.json)",
+    )
     args = parser.parse_args(argv)
     names: list[str] = list(ASSETS) if args.all else []
     for name in args.names:
         names += assets_for_variant(VARIANTS[name]) if name in VARIANTS else [name]
     if not names:
         parser.error("name at least one asset or model version, or --all")
-    return run_cli(lambda: _print_all(download(dict.fromkeys(names))), prog="download-weights")
+    return run_cli(
+        lambda: _print_all(download(dict.fromkeys(names), update=args.update)),
+        prog="download-weights",
+    )
 
 
 def _print_all(paths: list[Path]) -> None:

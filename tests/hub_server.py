@@ -4,7 +4,8 @@ It serves folders `root/<repo_id>/` at one commit through the endpoints `hugging
 uses: `GET /api/models/<repo>[/revision/<rev>]` (with per-file `blobId` and, for LFS files,
 `lfs.sha256`) and `HEAD`/`GET /<repo>/resolve/<rev>/<file>` with the `X-Repo-Commit`, `ETag` /
 `X-Linked-Etag` and size headers. `tamper` names files served with other bytes than the ones
-whose checksums are published, to prove that downloads are verified.
+whose checksums are published, to prove that downloads are verified; `commit` is the commit
+`main` resolves to (a test moves it to show that a locked download refuses a moved repository).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class HubServer:
     def __init__(self, root: Path, tamper: tuple[str, ...] = ()) -> None:
         self.root = root
         self.tamper = set(tamper)
+        self.commit = COMMIT  # what `main` resolves to; a test may move it
         self.requests: list[str] = []
         hub = self
 
@@ -69,7 +71,7 @@ class HubServer:
                 self._send(handler, 404, b"not found", {}, body)
                 return
             data = files[name].read_bytes()
-            headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{git_blob_id(data)}"'}
+            headers = {"X-Repo-Commit": self.commit, "ETag": f'"{git_blob_id(data)}"'}
             if name.endswith(LFS_SUFFIXES):
                 headers["X-Linked-Etag"] = f'"{hashlib.sha256(data).hexdigest()}"'
                 headers["X-Linked-Size"] = str(len(data))
@@ -95,7 +97,7 @@ class HubServer:
                     "pointerSize": 134,
                 }
             siblings.append(entry)
-        return {"id": repo, "modelId": repo, "sha": COMMIT, "siblings": siblings, "private": False}
+        return {"id": repo, "modelId": repo, "sha": self.commit, "siblings": siblings, "private": False}
 
     def _send_json(self, handler: BaseHTTPRequestHandler, data: object, body: bool) -> None:
         payload = json.dumps(data).encode()

@@ -156,3 +156,106 @@ def test_missing_taggers_are_named_before_any_work(
     [record] = [r for r in caplog.records if "auto-labeling" in r.getMessage()]
     assert "discogs-effnet-bsdynamic-1.onnx" in record.getMessage()
     assert "musicgen-ft download-weights essentia" in record.getMessage()
+
+
+def test_the_weights_lock_pins_the_commit_and_the_bytes(hub: Path, tmp_path: Path) -> None:
+    """The first download locks the commit and every file's SHA-256; a repository that moved is
+    refused until `--update` accepts it; bytes that differ from the lock are refused."""
+    lock = tmp_path / "team.lock.json"
+    server = HubServer(hub)
+    try:
+        first = _download(tmp_path, server.url, "t5-base", MUSICGEN_FT_WEIGHTS_LOCK=str(lock))
+        assert first.returncode == 0, first.stderr[-2000:]
+        entry = json.loads(lock.read_text())["t5-base"]
+        assert entry["commit"] == COMMIT
+        assert entry["files"]["config.json"] == hashlib.sha256(T5_FILES["config.json"]).hexdigest()
+
+        server.commit = "f" * 40  # main moved on the hub
+        moved = _download(tmp_path, server.url, "t5-base", MUSICGEN_FT_WEIGHTS_LOCK=str(lock))
+        assert moved.returncode == 1
+        line = moved.stderr.strip().splitlines()[-1]
+        assert f"locks t5-base at {COMMIT[:12]}" in line and "--update t5-base" in line
+        assert json.loads(lock.read_text())["t5-base"]["commit"] == COMMIT  # unchanged
+
+        accepted = _download(
+            tmp_path, server.url, "--update", "t5-base", MUSICGEN_FT_WEIGHTS_LOCK=str(lock)
+        )
+        assert accepted.returncode == 0, accepted.stderr[-2000:]
+        assert json.loads(lock.read_text())["t5-base"]["commit"] == "f" * 40
+
+        # Another machine given this lock, where the hub now serves other bytes at that commit
+        # (and publishes their checksums): the lock still refuses them.
+        (hub / "t5-base" / "tokenizer.json").write_bytes(b'{"version": "2.0"}')
+        other = tmp_path / "other"
+        other.mkdir()
+        again = _download(other, server.url, "t5-base", MUSICGEN_FT_WEIGHTS_LOCK=str(lock))
+    finally:
+        server.close()
+    assert again.returncode == 1
+    line = again.stderr.strip().splitlines()[-1]
+    assert "tokenizer.json" in line and "weights lock" in line and "does not match" in line
+
+
+def test_essentia_download_shows_its_licence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from serving_support import FileServer
+
+    root = tmp_path / "mirror"
+    host = root / "essentia.upf.edu" / "models"
+    for rel in weights.ASSETS["essentia"].files:
+        (host / rel).parent.mkdir(parents=True, exist_ok=True)
+        (host / rel).write_bytes(b"stand-in tagger")
+    files = FileServer(root)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("MUSICGEN_FT_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("MUSICGEN_FT_MIRROR", files.url)
+    # Prefilled (a stand-in cannot match the pins): the files are used as found, and the
+    # licence is shown all the same.
+    for rel in weights.ASSETS["essentia"].files:
+        target = tmp_path / "models" / "essentia" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"stand-in tagger")
+    try:
+        with caplog.at_level(logging.WARNING, logger="musicgen_ft.weights"):
+            weights.download(["essentia"])
+    finally:
+        files.close()
+    [message] = [r.getMessage() for r in caplog.records if "CC BY-NC-SA 4.0" in r.getMessage()]
+    assert "non-commercial" in message and "auto_labeling" in message
+
+
+def test_a_job_online_fetches_the_vocal_remover_it_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """drop_vocals with no Demucs anywhere, online: the job downloads htdemucs before any work
+    (here from a mirror whose stand-in cannot match the pin, so the pin refuses it)."""
+    from serving_support import FileServer
+
+    from preprocessing import vocals
+
+    root = tmp_path / "mirror"
+    demucs = root / "dl.fbaipublicfiles.com" / "demucs" / "hybrid_transformer"
+    demucs.mkdir(parents=True)
+    (demucs / "955717e8-8726e21a.th").write_bytes(b"not the published htdemucs")
+    files = FileServer(root)
+    monkeypatch.setenv("MUSICGEN_FT_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("MUSICGEN_FT_MIRROR", files.url)
+    settings = vocals.VocalSettings(enabled=True, model="htdemucs")
+    check = lambda: vocals.check_available(settings)  # noqa: E731
+    try:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(weights.WeightsMissingError, match="download-weights htdemucs"):
+            weights.ensure_fetched(check, "htdemucs")  # offline: named, nothing fetched
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        # Only the mirror has these bytes: the mismatch proves the job went to fetch them.
+        with pytest.raises(weights.FineTuneError, match="SHA-256 .* does not match"):
+            weights.ensure_fetched(check, "htdemucs")
+    finally:
+        files.close()
+    assert not list((tmp_path / "models").rglob("955717e8*"))
