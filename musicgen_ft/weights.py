@@ -554,9 +554,7 @@ def download(names: Iterable[str], *, update: bool = False) -> list[Path]:
                 f"{name}: HF_HUB_OFFLINE is set; unset it to download, or copy the files in"
             )
         try:
-            fetched = (
-                _download_hf(asset, update) if asset.source == "hf" else _download_url(asset)
-            )
+            fetched = _download_hf(asset, update) if asset.source == "hf" else _download_url(asset)
         except FineTuneError:
             raise
         except Exception as exc:  # network and hub errors of many kinds

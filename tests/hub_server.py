@@ -97,7 +97,13 @@ class HubServer:
                     "pointerSize": 134,
                 }
             siblings.append(entry)
-        return {"id": repo, "modelId": repo, "sha": self.commit, "siblings": siblings, "private": False}
+        return {
+            "id": repo,
+            "modelId": repo,
+            "sha": self.commit,
+            "siblings": siblings,
+            "private": False,
+        }
 
     def _send_json(self, handler: BaseHTTPRequestHandler, data: object, body: bool) -> None:
         payload = json.dumps(data).encode()

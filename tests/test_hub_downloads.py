@@ -254,7 +254,7 @@ def test_a_job_online_fetches_the_vocal_remover_it_lacks(
             weights.ensure_fetched(check, "htdemucs")  # offline: named, nothing fetched
         monkeypatch.setenv("HF_HUB_OFFLINE", "0")
         # Only the mirror has these bytes: the mismatch proves the job went to fetch them.
-        with pytest.raises(weights.FineTuneError, match="SHA-256 .* does not match"):
+        with pytest.raises(weights.FineTuneError, match=r"SHA-256 .* does not match"):
             weights.ensure_fetched(check, "htdemucs")
     finally:
         files.close()
