@@ -207,15 +207,27 @@ class Taggers:
         return [kind for kind in KINDS if kind in self.classes]
 
     def patches(self, audio: np.ndarray) -> np.ndarray:
-        """(n, 128, 96) mel patches of mono audio at TAGGER_SR (Essentia's MusiCNN input)."""
+        """(n, 128, 96) mel patches of mono audio at TAGGER_SR: what Essentia's
+        TensorflowPredictEffnetDiscogs feeds the network.
+
+        Frames as its FrameCutter cuts them (512 samples every 256, the first one centred on
+        sample 0, so half of it is zeros, and the last one the first whose centre reaches the
+        end), the bands of each frame from `TensorflowInputMusiCNN`, and patches of 128 frames
+        every 62 with an incomplete last patch dropped. One difference: audio too short for a
+        single patch is padded with silence to give one (Essentia gives none).
+        """
         import essentia.standard as es
 
         if self._mel is None:
             self._mel = es.TensorflowInputMusiCNN()
-        minimum = (PATCH_FRAMES - 1) * MEL_HOP + MEL_FRAME
-        if audio.size < minimum:
-            audio = np.pad(audio, (0, minimum - audio.size))
-        frames = np.lib.stride_tricks.sliding_window_view(audio, MEL_FRAME)[::MEL_HOP]
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        # FrameCutter yields ceil(n / hop) + 1 frames; one patch needs PATCH_FRAMES of them.
+        length = max(audio.size, (PATCH_FRAMES - 1) * MEL_HOP)
+        count = -(-length // MEL_HOP) + 1
+        padded = np.zeros((count - 1) * MEL_HOP + MEL_FRAME, np.float32)
+        padded[MEL_FRAME // 2 : MEL_FRAME // 2 + audio.size] = audio
+        frames = np.lib.stride_tricks.sliding_window_view(padded, MEL_FRAME)[::MEL_HOP]
+        assert frames.shape[0] == count
         mel = np.stack([self._mel(np.ascontiguousarray(f)) for f in frames]).astype(np.float32)
         starts = range(0, mel.shape[0] - PATCH_FRAMES + 1, PATCH_HOP)
         return np.stack([mel[s : s + PATCH_FRAMES] for s in starts])

@@ -1,7 +1,10 @@
-"""Synthetic audio for the labeling tests: harmonic chords in known keys, drum grooves."""
+"""Synthetic audio for the labeling tests: harmonic chords in known keys, drum grooves, and the
+two kinds of audio the stand-in taggers are trained to tell apart (held notes, percussion)."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +83,55 @@ def write(path: Path, audio: np.ndarray, sr: int = SR, channels: int = 1) -> Pat
     data = np.stack([audio] * channels, axis=1) if channels > 1 else audio
     sf.write(path, data, sr)
     return path
+
+
+def held_notes(
+    seed: int, seconds: float = 6.0, sr: int = SR, pitches: Sequence[int] = range(36, 73, 2)
+) -> np.ndarray:
+    """Low sustained tones: one to three held notes at a time (changing one to three times),
+    each a few harmonics with a slow attack, a slight vibrato and at most a gentle decay."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    out = np.zeros(n)
+    bounds = np.linspace(0, n, int(rng.integers(1, 4)) + 1).astype(int)
+    for start, end in itertools.pairwise(bounds):
+        span = t[: end - start]
+        attack = np.minimum(1.0, span / rng.uniform(0.05, 0.4))
+        envelope = attack * np.exp(-rng.uniform(0.0, 1.5) * span)
+        for _ in range(int(rng.integers(1, 4))):
+            f0 = 440.0 * 2 ** ((int(rng.choice(np.asarray(pitches))) - 69) / 12)
+            vibrato = 1 + 0.003 * np.sin(2 * np.pi * rng.uniform(4.0, 6.0) * span)
+            phase = 2 * np.pi * f0 * np.cumsum(vibrato) / sr
+            tilt = rng.uniform(1.0, 2.0)
+            note = sum(
+                np.sin(k * phase) / k**tilt
+                for k in range(1, int(rng.integers(2, 7)))
+                if f0 * k < 0.45 * sr
+            )
+            out[start:end] += note * envelope
+    return (rng.uniform(0.2, 0.6) * out / np.abs(out).max()).astype(np.float32)
+
+
+def percussion(seed: int, seconds: float = 6.0, sr: int = SR) -> np.ndarray:
+    """Bright noisy percussion: hats, snares and claps (noise bursts) on a 16-step grid at a
+    random tempo, with a kick on some beats."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros(n)
+    step = 60.0 / rng.uniform(90.0, 170.0) / 4
+    t = np.arange(int(0.3 * sr)) / sr
+    hat = np.diff(rng.standard_normal(t.size + 1)) * np.exp(-rng.uniform(40.0, 120.0) * t)
+    snare = rng.standard_normal(t.size) * np.exp(-rng.uniform(15.0, 30.0) * t)
+    clap = np.diff(rng.standard_normal(t.size + 1)) * np.exp(-rng.uniform(25.0, 50.0) * t)
+    kick = np.sin(2 * np.pi * rng.uniform(45.0, 65.0) * t) * np.exp(-rng.uniform(12.0, 25.0) * t)
+    chances = {"hat": rng.uniform(0.5, 0.9), "snare": rng.uniform(0.1, 0.3),
+               "clap": rng.uniform(0.0, 0.2), "kick": rng.uniform(0.0, 0.3)}  # fmt: skip
+    sounds = {"hat": hat * 0.4, "snare": snare * 0.6, "clap": clap * 0.5, "kick": kick}
+    for s in range(int(seconds / step) + 1):
+        at = int(s * step * sr)
+        for name, sound in sounds.items():
+            if at < n and rng.random() < chances[name]:
+                seg = sound[: n - at]
+                out[at : at + seg.size] += seg
+    return (rng.uniform(0.2, 0.6) * out / max(float(np.abs(out).max()), 1e-9)).astype(np.float32)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from labeling_audio import SR, drums, progression, write
-from labeling_standins import build_all, build_effnet
+from labeling_standins import CLASSES, EXPECTED, PERCUSSIVE, TONAL, build_all, build_effnet
 
 from labeling import stage
 from labeling.stage import LabelSettings
@@ -18,10 +18,14 @@ from musicgen_ft.types import Chunk
 
 
 def _song(tmp_path: Path, name: str = "song") -> list[Chunk]:
-    """A 24 s A-minor song with a 128 BPM groove, cut in two 12 s stereo chunks at 32 kHz."""
+    """A 24 s A-minor chord progression that a 128 BPM groove joins halfway, cut in two 12 s
+    stereo chunks at 32 kHz: the first is chords alone (tonal to the stand-in taggers), the
+    second chords and drums (percussive)."""
     import soxr
 
-    music = progression("A", "minor", (0, 3, 4, 0), bars=12) + drums(128.0, seconds=24.0) * 0.8
+    groove = drums(128.0, seconds=24.0) * 0.8
+    groove[: groove.size // 2] = 0.0
+    music = progression("A", "minor", (0, 3, 4, 0), bars=12) + groove
     music = soxr.resample(music, SR, 32000).astype(np.float32)
     half = music.size // 2
     chunks = []
@@ -44,14 +48,19 @@ def test_stage_with_standin_taggers(tmp_path: Path, models: Path):
     # Key and tempo are per source: identical on both chunks.
     assert (first.key, first.scale) == ("A", "minor") == (second.key, second.scale)
     assert first.bpm == second.bpm == pytest.approx(128.0, rel=0.04)
-    assert first.genres[0].label == "deep house"
-    assert first.moods[0].label == "dark" and first.instruments[0].label == "piano"
-    assert all(0 <= s.score <= 1 for s in first.genres + first.moods + first.instruments)
-    assert first.description and "deep house" in first.description.lower()
-    assert f"in A minor at {round(first.bpm)} BPM" in first.description
+    # The taggers run per chunk, on what each chunk holds.
+    for labels, audio_kind in ((first, TONAL), (second, PERCUSSIVE)):
+        expected = EXPECTED[audio_kind]
+        for kind in ("genres", "moods", "instruments"):
+            assert [s.label for s in getattr(labels, kind)] == [expected[kind]], (audio_kind, kind)
+            assert all(0 <= s.score <= 1 for s in getattr(labels, kind))
+        assert labels.description == (
+            f"{expected['genres'].capitalize()} track, {expected['moods']}, with "
+            f"{expected['instruments']}, in A minor at {round(first.bpm)} BPM"
+        )
     report = result.report
     assert report["unavailable"] == {}
-    assert report["top"]["genres"]["deep house"] == 2
+    assert report["top"]["genres"] == {"ambient": 1, "techno": 1}
     assert report["keys"] == {"A minor": 2}
     saved = json.loads((tmp_path / "labels" / stage.LABELS_FILE).read_text())
     assert saved["labels"][chunks[0].chunk_id]["key"] == "A"
@@ -101,13 +110,14 @@ def test_models_in_the_publishers_subfolders_are_found(tmp_path: Path):
 def test_thresholds_and_top_k(tmp_path: Path, models: Path):
     taggers = Taggers(models)
     scores = np.zeros(56, np.float32)
-    scores[[2, 7, 9]] = [0.9, 0.3, 0.04]
+    calm, energetic = CLASSES["moods"][TONAL][0], CLASSES["moods"][PERCUSSIVE][0]
+    scores[[calm, 7, energetic]] = [0.9, 0.3, 0.04]
     classes = taggers.classes["moods"]
+    assert classes[7] == "class7"
     settings = LabelSettings(models_dir=models, class_thresholds={"moods:class7": 0.5})
     picked = stage.select("moods", scores, classes, settings)
-    assert [p.label for p in picked] == [
-        "dark"
-    ]  # class7 under its own threshold, class9 under 0.05
+    # class7 is under its own threshold, energetic under the moods threshold (0.05).
+    assert [p.label for p in picked] == ["calm"]
     top1 = LabelSettings(top_k={"genres": 3, "moods": 1, "instruments": 4})
     assert len(stage.select("moods", scores, classes, top1)) == 1
 
@@ -128,7 +138,9 @@ def test_cli_prints_one_json_object_per_file(tmp_path: Path, models: Path, capsy
     assert main([str(tmp_path), "--models", str(models)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(chunks)
-    record = json.loads(lines[0])
+    records = {Path(json.loads(line)["path"]).name: json.loads(line) for line in lines}
+    assert sorted(records) == sorted(c.path.name for c in chunks)
+    record = records[chunks[0].path.name]
     for field in (
         "path",
         "key",
@@ -142,7 +154,8 @@ def test_cli_prints_one_json_object_per_file(tmp_path: Path, models: Path, capsy
         "description",
     ):
         assert field in record
-    assert record["scale"] == "minor" and record["genres"][0]["label"] == "deep house"
+    assert record["scale"] == "minor" and record["genres"][0]["label"] == "ambient"
+    assert records[chunks[1].path.name]["genres"][0]["label"] == "techno"
 
 
 def test_label_reuse_notices_models_installed_later(tmp_path: Path) -> None:
