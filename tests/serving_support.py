@@ -319,5 +319,7 @@ def debug_input(dataset_url: str, **extra: Any) -> dict[str, Any]:
         "epochs": 1,
         "updates_per_epoch": 2,
         "batch_size": 2,
+        "sample_prompts": 1,
+        "sample_duration": 1,
         **extra,
     }
