@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-# subcommand -> (module with `main(argv: list[str]) -> int`, one-line help)
+# subcommand -> (module with `main(argv: list[str]) -> int`, or "module:function", one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("musicgen_ft.train_cli", "fine-tune a base model on a dataset (same as train.py)"),
     "predict": ("inference.cli", "generate music with a base or fine-tuned model"),
-    "serve": ("serving.cli", "run the Replicate-compatible trainings API"),
+    "serve": ("serving.cli", "run the Replicate-compatible API with a training worker"),
+    "worker": ("serving.cli:worker_main", "run trainings from a shared queue (no HTTP API)"),
     "download-weights": ("musicgen_ft.weights", "fetch model weights, with checksums"),
     "prepare": ("preprocessing.__main__", "fetch and prepare a dataset (python -m preprocessing)"),
     "label": ("labeling.__main__", "label audio files (python -m labeling)"),
@@ -31,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"musicgen-ft: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    module_name, _, function = COMMANDS[name][0].partition(":")
+    entry = getattr(importlib.import_module(module_name), function or "main")
+    return int(entry(rest) or 0)
 
 
 if __name__ == "__main__":

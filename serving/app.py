@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import sqlite3
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from serving.edge import (
 )
 from serving.ids import new_training_id
 from serving.signing import new_secret
-from serving.store import ACTIVE, Store, TrainingRow
+from serving.store import ACTIVE, IntegrityError, Store, TrainingRow
 from serving.validation import InvalidInputError, validate_input
 from serving.webhooks import EVENTS, RetryPolicy, Snapshot, WebhookHub
 from serving.worker import Worker
@@ -102,9 +103,15 @@ class Services:
         base = self.config.public_url.rstrip("/") if self.config.public_url else row.base_url
         return Snapshot(self.training_json(row, base), row.webhook, events, secret)
 
+    def close(self) -> None:
+        self.worker.stop()
+        self.hub.close()
+        self.store.close()
+
 
 def build_services(config: ServerConfig) -> Services:
-    store = Store(config.db_path)
+    """The store, the worker and the webhook sender of one process (server or worker)."""
+    store = Store(config.db)
     holder: list[Services] = []
     hub = WebhookHub(
         lambda training_id: holder[0].snapshot(training_id),
@@ -119,20 +126,33 @@ def build_services(config: ServerConfig) -> Services:
     return services
 
 
+def run_worker_only(config: ServerConfig) -> None:
+    """`musicgen-ft worker`: run trainings from the queue until SIGTERM or SIGINT."""
+    services = build_services(config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    services.worker.recover()
+    services.worker.start()
+    try:
+        stop.wait()
+    finally:
+        services.close()
+
+
 def create_app(config: ServerConfig) -> FastAPI:
     """The app with its worker; the worker starts (after crash recovery) with the app."""
     services = build_services(config)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        services.worker.recover()
-        services.worker.start()
+        if config.run_worker:
+            services.worker.recover()
+            services.worker.start()
         try:
             yield
         finally:
-            services.worker.stop()
-            services.hub.close()
-            services.store.close()
+            services.close()
 
     app = FastAPI(
         title="musicgen-ft trainings API",
@@ -197,7 +217,7 @@ def _routes(s: Services) -> APIRouter:
         extra = body.model_dump(exclude={"owner", "name"})
         try:
             row = s.store.add_model(token, body.owner, body.name, **extra)
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise ApiError(
                 409, "Conflict", f"A model {body.owner}/{body.name} already exists."
             ) from None

@@ -1,4 +1,4 @@
-"""`musicgen-ft serve`: run the Replicate-compatible trainings API in the foreground."""
+"""`musicgen-ft serve` (the API with a worker) and `musicgen-ft worker` (a worker alone)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,64 @@ from pathlib import Path
 from musicgen_ft.clirun import run_cli
 from musicgen_ft.errors import InputError
 from serving.config import ServerConfig, default_trainer_command
+from serving.db import database_url, is_shared, redact
 
 TOKENS_ENV = "MUSICGEN_FT_TOKENS"
+
+
+def _queue_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        default="musicgen-ft.db",
+        help="the state: a SQLite file (default musicgen-ft.db), or postgresql://user@host/db "
+        "shared by several servers and workers (one queue across machines)",
+    )
+    p.add_argument(
+        "--data_dir",
+        type=Path,
+        default=None,
+        help="where each training's logs, work dir and weights go (default: <db>.data for "
+        "SQLite; required with PostgreSQL, on storage every server and worker sees)",
+    )
+    p.add_argument(
+        "--trainer",
+        default=None,
+        help="command that runs one training, flags appended (default: this Python with "
+        "train.py); e.g. to wrap it in nice or a scheduler",
+    )
+    p.add_argument(
+        "--stale_s",
+        type=float,
+        default=30.0,
+        help="seconds without a heartbeat after which a worker counts as dead and its "
+        "training is resumed by another (30)",
+    )
+    p.add_argument(
+        "--allow_private_urls",
+        action="store_true",
+        help="let datasets and webhooks use loopback/private addresses, over plain http:// too",
+    )
+
+
+def worker_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="musicgen-ft worker",
+        description="Run trainings from a shared queue, without the HTTP API: start one on "
+        "each GPU machine with the same --db postgresql://... and --data_dir.",
+    )
+    _queue_arguments(p)
+    return p
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="musicgen-ft serve",
         description="Serve Replicate's trainings API (POST .../trainings, GET /v1/trainings, "
-        "webhooks) on this machine. State lives in one SQLite file.",
+        "webhooks) on this machine, with a worker that runs the trainings.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
-    p.add_argument("--db", type=Path, default=Path("musicgen-ft.db"), help="the SQLite file")
+    _queue_arguments(p)
     p.add_argument(
         "--token",
         action="append",
@@ -32,57 +77,80 @@ def parser() -> argparse.ArgumentParser:
         "comma-separated, to keep tokens out of the process list)",
     )
     p.add_argument(
-        "--allow_private_urls",
-        action="store_true",
-        help="let datasets and webhooks use loopback/private addresses, over plain http:// too",
-    )
-    p.add_argument(
-        "--data_dir",
-        type=Path,
-        default=None,
-        help="where each training's logs, work dir and weights go (default: <db>.data)",
-    )
-    p.add_argument(
         "--public_url",
         default=None,
         help="base of the URLs in answers and webhooks, when clients reach the server through "
         "a proxy (default: the URL each request came to)",
     )
-    p.add_argument(
-        "--trainer",
-        default=None,
-        help="command that runs one training, flags appended (default: this Python with "
-        "train.py); e.g. to wrap it in nice or a scheduler",
-    )
     p.add_argument("--page_size", type=int, default=100, help="results per page (100)")
+    p.add_argument(
+        "--no_worker",
+        action="store_true",
+        help="serve the API only; trainings are run by `musicgen-ft worker` processes "
+        "sharing the --db",
+    )
     p.add_argument("--log_level", default="info", help="uvicorn log level (info)")
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    tokens = [*args.token, *filter(None, os.environ.get(TOKENS_ENV, "").split(","))]
-    tokens = [t.strip() for t in tokens if t.strip()]
-    if not tokens:
-        raise ValueError(f"give at least one --token (or set {TOKENS_ENV})")
-    if args.page_size < 1:
-        raise ValueError("--page_size must be 1 or more")
-    db = args.db.resolve()
-    data_dir = (args.data_dir or db.with_name(db.name + ".data")).resolve()
+def config_from_args(args: argparse.Namespace, *, serve: bool = True) -> ServerConfig:
+    tokens: list[str] = []
+    if serve:
+        tokens = [*args.token, *filter(None, os.environ.get(TOKENS_ENV, "").split(","))]
+        tokens = [t.strip() for t in tokens if t.strip()]
+        if not tokens:
+            raise ValueError(f"give at least one --token (or set {TOKENS_ENV})")
+        if args.page_size < 1:
+            raise ValueError("--page_size must be 1 or more")
+    if args.stale_s < 1:
+        raise ValueError("--stale_s must be 1 or more")
+    url = database_url(args.db)
+    if args.data_dir is None:
+        if is_shared(url):
+            raise ValueError(
+                "give --data_dir with a PostgreSQL --db: a directory every server and worker "
+                "of this queue sees (shared storage)"
+            )
+        db_file = Path(url.removeprefix("sqlite:///"))
+        args.data_dir = db_file.with_name(db_file.name + ".data")
     trainer = tuple(shlex.split(args.trainer)) if args.trainer else default_trainer_command()
+    extra = {"page_size": args.page_size, "run_worker": not args.no_worker} if serve else {}
     return ServerConfig(
-        db_path=db,
-        data_dir=data_dir,
+        db=url,
+        data_dir=args.data_dir.resolve(),
         tokens=tuple(dict.fromkeys(tokens)),
         allow_private_urls=args.allow_private_urls,
-        public_url=args.public_url,
+        public_url=getattr(args, "public_url", None),
         trainer_command=trainer,
-        page_size=args.page_size,
+        stale_s=args.stale_s,
+        heartbeat_s=min(5.0, args.stale_s / 4),
+        **extra,
     )
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     return run_cli(lambda: _serve(args), prog="musicgen-ft serve")
+
+
+def worker_main(argv: list[str]) -> int:
+    args = worker_parser().parse_args(argv)
+    return run_cli(lambda: _work(args), prog="musicgen-ft worker")
+
+
+def _work(args: argparse.Namespace) -> None:
+    try:
+        config = config_from_args(args, serve=False)
+    except ValueError as exc:
+        raise InputError("worker", str(exc)) from None
+    from serving.app import run_worker_only
+
+    print(
+        f"musicgen-ft worker: db={redact(str(config.db))} data={config.data_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    run_worker_only(config)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -96,7 +164,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     app = create_app(config)
     print(
-        f"musicgen-ft serve: http://{args.host}:{args.port} db={config.db_path} "
+        f"musicgen-ft serve: http://{args.host}:{args.port} db={redact(str(config.db))} "
         f"data={config.data_dir} tokens={len(config.tokens)} "
         f"private_urls={'allowed' if config.allow_private_urls else 'refused'}",
         file=sys.stderr,

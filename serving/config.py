@@ -19,8 +19,10 @@ class ServerConfig:
     """Everything the app, the worker and the webhook sender need to know.
 
     Attributes:
-        db_path: The SQLite file holding every job, model and version.
-        data_dir: Where each training's log, work dir and weights are kept.
+        db: The database holding every job, model and version: a SQLite file, or a
+            `postgresql://` URL shared by several servers and workers.
+        data_dir: Where each training's log, work dir and weights are kept. Servers and
+            workers sharing a PostgreSQL queue must see the same directory (shared storage).
         tokens: Bearer tokens accepted; each token sees only its own objects.
         allow_private_urls: Let datasets and webhooks use loopback/private addresses and plain
             http://. Decided by the operator, never by an API request.
@@ -31,9 +33,14 @@ class ServerConfig:
         cancel_grace_s: Seconds between SIGTERM and SIGKILL of a canceled training.
         webhook_retry_base_s: First retry delay of terminal webhooks; it doubles each time.
         webhook_max_attempts: Attempts for a terminal webhook before giving up.
+        run_worker: Whether this process runs trainings (False: an HTTP front only).
+        heartbeat_s: How often a worker renews its hold on the training it runs.
+        stale_s: Silence after which a worker counts as dead and its training is resumed
+            by another worker.
+        max_attempts: Starts of one training (the first and its resumes) before it fails.
     """
 
-    db_path: Path
+    db: str | Path
     data_dir: Path
     tokens: tuple[str, ...]
     allow_private_urls: bool = False
@@ -44,7 +51,11 @@ class ServerConfig:
     cancel_grace_s: float = 5.0
     webhook_retry_base_s: float = 1.0
     webhook_max_attempts: int = 8
+    run_worker: bool = True
+    heartbeat_s: float = 5.0
+    stale_s: float = 30.0
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
-        assert self.tokens, "at least one token is required"
         assert self.page_size >= 1
+        assert self.stale_s > 2 * self.heartbeat_s > 0

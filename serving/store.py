@@ -1,83 +1,32 @@
-"""SQLite state of the server: trainings, destination models and versions, webhook secrets.
+"""The server's state: trainings (the queue), destination models and versions, webhook secrets.
 
-One connection guarded by a lock, WAL mode, autocommit: every state change is on disk when the
-call returns, so a server killed with `kill -9` loses no job. Rows are plain dataclasses.
+Plain dataclass rows over the SQLAlchemy Core tables of `serving.db`. Every call is one
+transaction, committed when it returns, so a server killed with `kill -9` loses no job.
+
+The queue is shared by every worker that uses the same database: `claim` takes the oldest
+queued training, or one whose worker stopped sending heartbeats, in one transaction
+(`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), so no two
+workers ever hold the same job.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
 from musicgen_ft.constants import TERMINAL_STATUSES
+from serving import db
+from serving.db import models, trainer_versions, trainings, versions, webhook_secrets
 
 TERMINAL = TERMINAL_STATUSES
 ACTIVE = ("starting", "processing")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS trainings (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    token_id TEXT NOT NULL,
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    input TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    output_version TEXT,
-    webhook TEXT,
-    webhook_events_filter TEXT,
-    base_url TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    completed_at REAL,
-    pid INTEGER
-);
-CREATE INDEX IF NOT EXISTS trainings_by_token ON trainings (token_id, seq);
-CREATE INDEX IF NOT EXISTS trainings_by_status ON trainings (status, seq);
-CREATE TABLE IF NOT EXISTS models (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    token_id TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    name TEXT NOT NULL,
-    description TEXT,
-    visibility TEXT NOT NULL,
-    hardware TEXT,
-    github_url TEXT,
-    paper_url TEXT,
-    license_url TEXT,
-    cover_image_url TEXT,
-    created_at REAL NOT NULL,
-    UNIQUE (token_id, owner, name)
-);
-CREATE TABLE IF NOT EXISTS versions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,
-    token_id TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    name TEXT NOT NULL,
-    training_id TEXT NOT NULL,
-    weights_path TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    UNIQUE (token_id, owner, name, id)
-);
-CREATE TABLE IF NOT EXISTS trainer_versions (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS webhook_secrets (
-    token_id TEXT PRIMARY KEY,
-    secret TEXT NOT NULL
-);
-"""
+__all__ = ["ACTIVE", "TERMINAL", "IntegrityError", "ModelRow", "Store", "TrainingRow", "VersionRow"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +47,10 @@ class TrainingRow:
     created_at: float
     started_at: float | None
     completed_at: float | None
+    worker_id: str | None
+    heartbeat_at: float | None
     pid: int | None
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -129,37 +81,22 @@ class VersionRow:
     created_at: float
 
 
-_JSON_COLUMNS = {"input", "webhook_events_filter"}
-
-
-def _training(row: sqlite3.Row) -> TrainingRow:
-    values = {
-        f.name: json.loads(row[f.name]) if f.name in _JSON_COLUMNS and row[f.name] else row[f.name]
-        for f in fields(TrainingRow)
-    }
-    return TrainingRow(**values)
+def _row(cls: type[Any], row: sa.Row[Any] | None) -> Any:
+    if row is None:
+        return None
+    values = row._mapping
+    return cls(**{f.name: values[f.name] for f in fields(cls)})
 
 
 class Store:
-    """Thread-safe access to the server's SQLite file."""
+    """Thread-safe access to the server's database (a SQLite file or a PostgreSQL URL)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+    def __init__(self, location: str | Path) -> None:
+        self.url = db.database_url(location)
+        self.engine = db.make_engine(self.url)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _cursor(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            yield self._db.cursor()
+        self.engine.dispose()
 
     # --- trainings -------------------------------------------------------------------------
 
@@ -176,23 +113,22 @@ class Store:
         webhook_events_filter: list[str] | None,
         base_url: str,
     ) -> TrainingRow:
-        with self._cursor() as cur:
-            cur.execute(
-                "INSERT INTO trainings (id, token_id, model, version, destination, input, status,"
-                " webhook, webhook_events_filter, base_url, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'starting', ?, ?, ?, ?)",
-                (
-                    id,
-                    token_id,
-                    model,
-                    version,
-                    destination,
-                    json.dumps(input),
-                    webhook,
-                    None if webhook_events_filter is None else json.dumps(webhook_events_filter),
-                    base_url,
-                    time.time(),
-                ),
+        with self.engine.begin() as conn:
+            conn.execute(
+                trainings.insert().values(
+                    id=id,
+                    token_id=token_id,
+                    model=model,
+                    version=version,
+                    destination=destination,
+                    input=input,
+                    status="starting",
+                    webhook=webhook,
+                    webhook_events_filter=webhook_events_filter,
+                    base_url=base_url,
+                    created_at=time.time(),
+                    attempts=0,
+                )
             )
         row = self.training(id)
         assert row is not None
@@ -200,174 +136,244 @@ class Store:
 
     def training(self, id: str, token_id: str | None = None) -> TrainingRow | None:
         """The training `id`; with `token_id`, only if that token created it."""
-        with self._cursor() as cur:
-            row = cur.execute("SELECT * FROM trainings WHERE id = ?", (id,)).fetchone()
-        if row is None or (token_id is not None and row["token_id"] != token_id):
+        with self.engine.begin() as conn:
+            row: TrainingRow | None = _row(
+                TrainingRow, conn.execute(trainings.select().where(trainings.c.id == id)).first()
+            )
+        if row is None or (token_id is not None and row.token_id != token_id):
             return None
-        return _training(row)
+        return row
 
     def trainings_page(
         self, token_id: str, *, before: int | None, after: int | None, limit: int
     ) -> tuple[list[TrainingRow], bool]:
         """Newest first. `before`/`after` are seq bounds; returns (rows, more beyond)."""
-        with self._cursor() as cur:
-            if after is not None:
-                rows = cur.execute(
-                    "SELECT * FROM trainings WHERE token_id = ? AND seq > ? ORDER BY seq ASC"
-                    " LIMIT ?",
-                    (token_id, after, limit + 1),
-                ).fetchall()
-                more = len(rows) > limit
-                return [_training(r) for r in reversed(rows[:limit])], more
-            rows = cur.execute(
-                "SELECT * FROM trainings WHERE token_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-                (token_id, before if before is not None else 2**62, limit + 1),
-            ).fetchall()
-        return [_training(r) for r in rows[:limit]], len(rows) > limit
+        with self.engine.begin() as conn:
+            rows, more = db.page_rows(
+                conn,
+                trainings,
+                trainings.c.token_id == token_id,
+                before=before,
+                after=after,
+                limit=limit,
+            )
+        return [_row(TrainingRow, r) for r in rows], more
 
     def has_trainings(
         self, token_id: str, *, before: int | None = None, after: int | None = None
     ) -> bool:
-        query = "SELECT 1 FROM trainings WHERE token_id = ?"
-        args: list[Any] = [token_id]
+        where = trainings.c.token_id == token_id
         if before is not None:
-            query += " AND seq < ?"
-            args.append(before)
+            where = sa.and_(where, trainings.c.seq < before)
         if after is not None:
-            query += " AND seq > ?"
-            args.append(after)
-        with self._cursor() as cur:
-            return cur.execute(query + " LIMIT 1", args).fetchone() is not None
+            where = sa.and_(where, trainings.c.seq > after)
+        with self.engine.begin() as conn:
+            return db.exists(conn, trainings, where)
 
     def trainings_with_status(self, *statuses: str) -> list[TrainingRow]:
-        marks = ",".join("?" for _ in statuses)
-        with self._cursor() as cur:
-            rows = cur.execute(
-                f"SELECT * FROM trainings WHERE status IN ({marks}) ORDER BY seq", statuses
-            ).fetchall()
-        return [_training(r) for r in rows]
+        query = trainings.select().where(trainings.c.status.in_(statuses)).order_by(trainings.c.seq)
+        with self.engine.begin() as conn:
+            return [_row(TrainingRow, r) for r in conn.execute(query)]
 
     def count_trainings(self, token_id: str) -> int:
-        with self._cursor() as cur:
-            row = cur.execute(
-                "SELECT COUNT(*) FROM trainings WHERE token_id = ?", (token_id,)
-            ).fetchone()
-        return int(row[0])
+        query = sa.select(sa.func.count()).where(trainings.c.token_id == token_id)
+        with self.engine.begin() as conn:
+            return int(conn.execute(query).scalar_one())
 
-    def mark_processing(self, id: str) -> bool:
-        """starting -> processing; False when the training was canceled meanwhile."""
-        with self._cursor() as cur:
-            cur.execute(
-                "UPDATE trainings SET status = 'processing', started_at = ?"
-                " WHERE id = ? AND status = 'starting'",
-                (time.time(), id),
+    # --- the queue -------------------------------------------------------------------------
+
+    def claim(self, worker_id: str, *, stale_s: float) -> TrainingRow | None:
+        """Take the oldest training that is queued, or running under a worker silent for
+        `stale_s` seconds (or released), for `worker_id`; None when there is none.
+
+        A claimed training is `processing`, holds `worker_id` and a fresh heartbeat, and has
+        `attempts` counted up (2 and more: a resume)."""
+        now = time.time()
+        c = trainings.c
+        orphaned = sa.and_(
+            c.status == "processing",
+            sa.or_(c.heartbeat_at.is_(None), c.heartbeat_at < now - stale_s),
+        )
+        query = (
+            trainings.select()
+            .where(sa.or_(c.status == "starting", orphaned))
+            .order_by(c.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        with self.engine.begin() as conn:
+            found = conn.execute(query).first()
+            if found is None:
+                return None
+            conn.execute(
+                trainings.update()
+                .where(c.id == found.id)
+                .values(
+                    status="processing",
+                    worker_id=worker_id,
+                    heartbeat_at=now,
+                    started_at=sa.func.coalesce(c.started_at, now),
+                    attempts=c.attempts + 1,
+                    pid=None,
+                )
             )
-            return cur.rowcount == 1
+            claimed: TrainingRow = _row(
+                TrainingRow, conn.execute(trainings.select().where(c.id == found.id)).first()
+            )
+        return claimed
+
+    def heartbeat(self, id: str, worker_id: str) -> str | None:
+        """Renew `worker_id`'s hold on training `id`; returns its status (e.g. `canceled`
+        when the API canceled it), or None when the job is no longer held by this worker."""
+        c = trainings.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                trainings.update()
+                .where(c.id == id, c.worker_id == worker_id, c.status == "processing")
+                .values(heartbeat_at=time.time())
+            )
+            row = conn.execute(sa.select(c.status, c.worker_id).where(c.id == id)).first()
+        if row is None or row.worker_id != worker_id:
+            return None
+        return str(row.status)
+
+    def release(self, id: str, worker_id: str | None = None) -> bool:
+        """Give a running training back to the queue to be resumed by the next claim.
+        With `worker_id`, only if that worker still holds it."""
+        c = trainings.c
+        where = sa.and_(c.id == id, c.status == "processing")
+        if worker_id is not None:
+            where = sa.and_(where, c.worker_id == worker_id)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                trainings.update().where(where).values(worker_id=None, heartbeat_at=None)
+            )
+        return result.rowcount == 1
 
     def set_pid(self, id: str, pid: int | None) -> None:
-        with self._cursor() as cur:
-            cur.execute("UPDATE trainings SET pid = ? WHERE id = ?", (pid, id))
+        with self.engine.begin() as conn:
+            conn.execute(trainings.update().where(trainings.c.id == id).values(pid=pid))
 
     def finish(
         self, id: str, status: str, *, error: str | None = None, output_version: str | None = None
     ) -> bool:
         """Move an active training to a terminal status. False if it already ended (races)."""
         assert status in TERMINAL
-        with self._cursor() as cur:
-            cur.execute(
-                "UPDATE trainings SET status = ?, error = ?, output_version = ?, completed_at = ?"
-                " WHERE id = ? AND status IN ('starting', 'processing')",
-                (status, error, output_version, time.time(), id),
+        c = trainings.c
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                trainings.update()
+                .where(c.id == id, c.status.in_(ACTIVE))
+                .values(
+                    status=status,
+                    error=error,
+                    output_version=output_version,
+                    completed_at=time.time(),
+                    heartbeat_at=None,
+                )
             )
-            return cur.rowcount == 1
+        return result.rowcount == 1
 
     # --- models and versions ---------------------------------------------------------------
 
     def add_model(self, token_id: str, owner: str, name: str, **extra: str | None) -> ModelRow:
-        """Insert a destination model; raises sqlite3.IntegrityError if it exists."""
-        columns = ["token_id", "owner", "name", *extra, "created_at"]
-        values = [token_id, owner, name, *extra.values(), time.time()]
-        with self._cursor() as cur:
-            cur.execute(
-                f"INSERT INTO models ({', '.join(columns)})"
-                f" VALUES ({', '.join('?' for _ in columns)})",
-                values,
+        """Insert a destination model; raises IntegrityError if it exists."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                models.insert().values(
+                    token_id=token_id, owner=owner, name=name, created_at=time.time(), **extra
+                )
             )
         model = self.model(token_id, owner, name)
         assert model is not None
         return model
 
     def model(self, token_id: str, owner: str, name: str) -> ModelRow | None:
-        with self._cursor() as cur:
-            row = cur.execute(
-                "SELECT * FROM models WHERE token_id = ? AND owner = ? AND name = ?",
-                (token_id, owner, name),
-            ).fetchone()
-        return None if row is None else ModelRow(**dict(row))
+        c = models.c
+        query = models.select().where(c.token_id == token_id, c.owner == owner, c.name == name)
+        with self.engine.begin() as conn:
+            row: ModelRow | None = _row(ModelRow, conn.execute(query).first())
+        return row
 
     def models(self, token_id: str) -> list[ModelRow]:
-        with self._cursor() as cur:
-            rows = cur.execute(
-                "SELECT * FROM models WHERE token_id = ? ORDER BY seq DESC", (token_id,)
-            ).fetchall()
-        return [ModelRow(**dict(r)) for r in rows]
+        query = models.select().where(models.c.token_id == token_id).order_by(models.c.seq.desc())
+        with self.engine.begin() as conn:
+            return [_row(ModelRow, r) for r in conn.execute(query)]
 
     def add_version(
         self, *, id: str, token_id: str, owner: str, name: str, training_id: str, weights: Path
     ) -> VersionRow:
-        with self._cursor() as cur:
-            cur.execute(
-                "INSERT INTO versions (id, token_id, owner, name, training_id, weights_path,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (id, token_id, owner, name, training_id, str(weights), time.time()),
-            )
-        version = self.version(token_id, owner, name, id)
-        assert version is not None
-        return version
+        """The version made by `training_id`: inserted once, the same row on a repeat (a
+        worker that died between this and `finish` leaves no second version behind)."""
+        with self.engine.begin() as conn:
+            existing = conn.execute(
+                versions.select().where(versions.c.training_id == training_id)
+            ).first()
+            if existing is None:
+                conn.execute(
+                    versions.insert().values(
+                        id=id,
+                        token_id=token_id,
+                        owner=owner,
+                        name=name,
+                        training_id=training_id,
+                        weights_path=str(weights),
+                        created_at=time.time(),
+                    )
+                )
+                existing = conn.execute(
+                    versions.select().where(versions.c.training_id == training_id)
+                ).first()
+        row: VersionRow = _row(VersionRow, existing)
+        return row
 
     def version(self, token_id: str, owner: str, name: str, id: str) -> VersionRow | None:
-        with self._cursor() as cur:
-            row = cur.execute(
-                "SELECT * FROM versions WHERE token_id = ? AND owner = ? AND name = ? AND id = ?",
-                (token_id, owner, name, id),
-            ).fetchone()
-        return None if row is None else VersionRow(**dict(row))
+        c = versions.c
+        query = versions.select().where(
+            c.token_id == token_id, c.owner == owner, c.name == name, c.id == id
+        )
+        with self.engine.begin() as conn:
+            row: VersionRow | None = _row(VersionRow, conn.execute(query).first())
+        return row
 
     def versions(self, token_id: str, owner: str, name: str) -> list[VersionRow]:
         """Newest first."""
-        with self._cursor() as cur:
-            rows = cur.execute(
-                "SELECT * FROM versions WHERE token_id = ? AND owner = ? AND name = ?"
-                " ORDER BY seq DESC",
-                (token_id, owner, name),
-            ).fetchall()
-        return [VersionRow(**dict(r)) for r in rows]
+        c = versions.c
+        query = (
+            versions.select()
+            .where(c.token_id == token_id, c.owner == owner, c.name == name)
+            .order_by(c.seq.desc())
+        )
+        with self.engine.begin() as conn:
+            return [_row(VersionRow, r) for r in conn.execute(query)]
 
     # --- the trainer's own versions, webhook secrets -------------------------------------
 
     def ensure_trainer_version(self, id: str) -> None:
-        with self._cursor() as cur:
-            cur.execute(
-                "INSERT OR IGNORE INTO trainer_versions (id, created_at) VALUES (?, ?)",
-                (id, time.time()),
-            )
+        try:
+            with self.engine.begin() as conn:
+                if not db.exists(conn, trainer_versions, trainer_versions.c.id == id):
+                    conn.execute(trainer_versions.insert().values(id=id, created_at=time.time()))
+        except IntegrityError:
+            pass  # another server sharing the database inserted it first
 
     def trainer_versions(self) -> list[tuple[str, float]]:
         """(id, created_at) of every engine version this server has run, newest first."""
-        with self._cursor() as cur:
-            rows = cur.execute(
-                "SELECT id, created_at FROM trainer_versions ORDER BY created_at DESC"
-            ).fetchall()
-        return [(r["id"], r["created_at"]) for r in rows]
+        c = trainer_versions.c
+        query = sa.select(c.id, c.created_at).order_by(c.created_at.desc())
+        with self.engine.begin() as conn:
+            return [(r.id, r.created_at) for r in conn.execute(query)]
 
     def webhook_secret(self, token_id: str, make: str) -> str:
         """The token's signing secret; `make` is stored if it has none yet."""
-        with self._cursor() as cur:
-            cur.execute(
-                "INSERT OR IGNORE INTO webhook_secrets (token_id, secret) VALUES (?, ?)",
-                (token_id, make),
-            )
-            row = cur.execute(
-                "SELECT secret FROM webhook_secrets WHERE token_id = ?", (token_id,)
-            ).fetchone()
-        return str(row["secret"])
+        query = sa.select(webhook_secrets.c.secret).where(webhook_secrets.c.token_id == token_id)
+        try:
+            with self.engine.begin() as conn:
+                found = conn.execute(query).scalar()
+                if found is not None:
+                    return str(found)
+                conn.execute(webhook_secrets.insert().values(token_id=token_id, secret=make))
+            return make
+        except IntegrityError:  # another server sharing the database stored one first
+            with self.engine.begin() as conn:
+                return str(conn.execute(query).scalar_one())

@@ -144,6 +144,17 @@ FAKE_TRAINER = textwrap.dedent(
             time.sleep(0.1)
     if name.startswith("nooutput"):
         sys.exit(0)
+    if name.startswith("resumable"):  # checkpoints each step, resumes from it when re-run
+        ckpt = os.path.join(args.output_dir, "fake_checkpoint")
+        done = int(open(ckpt).read()) if os.path.exists(ckpt) else 0
+        if done:
+            print(f"resuming from the checkpoint {ckpt} (saved after step {done})", flush=True)
+        for step in range(done, 40):
+            print(f"[train] step {step + 1}/40 pid {os.getpid()}", flush=True)
+            time.sleep(0.25)
+            with open(ckpt + ".tmp", "w") as f:
+                f.write(str(step + 1))
+            os.replace(ckpt + ".tmp", ckpt)
     steps = 3
     for step in range(steps):
         print(f"[train] step {step + 1}/{steps} loss {1.0 / (step + 1):.3f}", flush=True)

@@ -333,21 +333,38 @@ def test_webhooks_are_signed_filtered_ordered_and_retried(server: Server) -> Non
     assert all(t2 - t1 >= 0.45 for t1, t2 in itertools.pairwise(times))
 
 
-def test_a_clean_shutdown_fails_the_running_training(tmp_path: Path) -> None:
+def test_a_restart_resumes_the_running_training_where_it_stopped(tmp_path: Path) -> None:
+    """A clean stop (SIGTERM) and a `kill -9`: each time the same training resumes from its
+    checkpoint after the restart, keeps its log and ends succeeded with one version."""
     fake = write_fake_trainer(tmp_path)
     srv = Server(tmp_path, extra=["--trainer", f"{sys.executable} {fake}"]).start()
     try:
         c = client(srv)
         c.models.create("alice", "tuned", visibility="private", hardware="gpu")
-        training = start(c, "slow.zip")
-        wait_until(lambda: (training.reload(), training.status == "processing")[1], 20, "run")
+        training = start(c, "resumable.zip")
+
+        def at_step(n: int) -> bool:
+            training.reload()
+            return f"[train] step {n}/40" in (training.logs or "")
+
+        wait_until(lambda: at_step(4), 30, "step 4")
         pgid = training_pgid(srv.data_dir, training.id)
         srv.stop()  # SIGTERM, as systemd or Ctrl-C would
         assert not processes_of_group(pgid)
         srv.start()
-        training.reload()
-        assert training.status == "failed" and "shut down" in training.error
-        assert "[train] step" in training.logs
+        wait_until(lambda: at_step(12), 30, "step 12 after the restart")
+        assert training.status == "processing"
+        pgid = training_pgid(srv.data_dir, training.id)
+        srv.kill9()  # the trainer outlives the server: the restart must stop it
+        srv.start()
+        finish(training, 60)
+        assert training.status == "succeeded", training.error
+        logs = training.logs
+        assert logs.count("resuming from the checkpoint") == 2 and logs.count("resumed by") == 2
+        assert logs.count("[train] step 1/40") == 1  # continued, not restarted
+        assert logs.count("[train] step 40/40") == 1 and "[export] done" in logs
+        assert not processes_of_group(pgid)
+        assert len(c.models.get(DEST).versions.list().results) == 1
     finally:
         srv.stop()
 
@@ -358,7 +375,7 @@ def test_the_server_refuses_private_urls_unless_allowed(
     """In-process app without --allow_private_urls; name resolution is stubbed."""
     table = {"internal.corp": ["10.0.0.8"], "files.example.com": ["93.184.216.34"]}
     monkeypatch.setattr(net, "resolve", lambda host, port: table[host])
-    config = ServerConfig(db_path=tmp_path / "s.db", data_dir=tmp_path / "d", tokens=(TOKEN,))
+    config = ServerConfig(db=tmp_path / "s.db", data_dir=tmp_path / "d", tokens=(TOKEN,))
     http = TestClient(create_app(config))
     http.post(
         "/v1/models",

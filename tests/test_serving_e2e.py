@@ -42,12 +42,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     files.close()
 
 
-def create(c: Any, dataset_url: str, **params: Any) -> Any:
+def create(c: Any, dataset_url: str, inputs: dict[str, Any] | None = None, **params: Any) -> Any:
     trainer = c.models.list().results[0]
     return c.trainings.create(
         model=trainer.id,
         version=trainer.latest_version.id,
-        input=debug_input(dataset_url),
+        input=debug_input(dataset_url, **(inputs or {})),
         destination=DEST,
         **params,
     )
@@ -121,24 +121,30 @@ def test_official_client_trains_lists_downloads_and_cancels(tmp_path: Path, data
         server.stop()
 
 
-def test_kill_9_during_a_training_loses_nothing(tmp_path: Path, dataset: str) -> None:
+def test_kill_9_during_a_training_resumes_it_from_its_checkpoint(
+    tmp_path: Path, dataset: str
+) -> None:
     server = Server(tmp_path).start()
     try:
         c = client(server)
         c.models.create("alice", "tuned-e2e", visibility="private", hardware="gpu")
-        running = create(c, dataset)
+        running = create(c, dataset, {"epochs": 3})
         queued = create(c, dataset)
-        reload_until(running, lambda t: "[prepare]" in (t.logs or ""), 120, "it to run")
-        logs_before = running.logs
         out_dir = server.data_dir / "trainings" / running.id / "output"
-        server.kill9()
-        # the orphaned trainer is stopped when the server comes back
-        server.start()
-        wait_until(lambda: not trainer_pids(out_dir), 10, "the orphaned trainer to stop")
+        xps = out_dir / "work" / "train" / "dora" / "xps"
+        wait_until(lambda: list(xps.glob("*/checkpoint.th")), 240, "the first checkpoint")
+        old_trainers = set(trainer_pids(out_dir))
         running.reload()
-        assert running.status == "failed"
-        assert "server stopped while this training was running" in running.error
-        assert running.logs.startswith(logs_before[:200]) and "[prepare]" in running.logs
+        logs_before = running.logs
+        server.kill9()
+        server.start()  # stops the orphaned trainer, then resumes the same training
+        wait_until(lambda: not old_trainers & set(trainer_pids(out_dir)), 20, "the orphan to stop")
+        reload_until(running, lambda t: t.status in TERMINAL, 300, "the resumed training")
+        assert running.status == "succeeded", f"{running.error}\n{running.logs[-3000:]}"
+        assert running.logs.startswith(logs_before[:200])  # one log, continued
+        assert "resuming from the checkpoint" in running.logs
+        assert "saved after epoch" in running.logs and "resumed by" in running.logs
+        assert running.output["version"].startswith(f"{DEST}:")
         listed = {t.id: t.status for t in c.trainings.list().results}
         assert set(listed) == {running.id, queued.id}
         queued.reload()

@@ -18,6 +18,7 @@ from musicgen_ft.errors import InputError, UnsafeUrlError
 from musicgen_ft.inputs import TrainInputs
 from musicgen_ft.net import check_url
 from musicgen_ft.train_cli import build_parser, parse_inputs
+from serving import jobfiles
 from serving.config import ServerConfig
 from serving.signing import new_secret, sign
 from serving.store import Store
@@ -221,25 +222,90 @@ def test_store_pages_newest_first_and_scopes_by_token(tmp_path: Path) -> None:
 def test_only_one_terminal_status_wins(tmp_path: Path) -> None:
     store = _store(tmp_path)
     training_id = _add(store)
-    assert store.mark_processing(training_id)
+    claimed = store.claim("w1", stale_s=30)
+    assert claimed is not None and claimed.id == training_id and claimed.status == "processing"
     assert store.finish(training_id, "canceled")
     assert not store.finish(training_id, "succeeded", output_version="v1")
     row = store.training(training_id)
     assert row is not None and row.status == "canceled" and row.output_version is None
+    assert store.heartbeat(training_id, "w1") == "canceled"  # how the worker learns of it
 
 
-def test_recovery_fails_running_jobs_and_keeps_queued_ones(tmp_path: Path) -> None:
+def test_claims_never_hand_one_training_to_two_workers(tmp_path: Path) -> None:
+    import threading
+
     store = _store(tmp_path)
-    running, queued = _add(store), _add(store)
-    store.mark_processing(running)
-    config = ServerConfig(db_path=tmp_path / "s.db", data_dir=tmp_path / "data", tokens=("t",))
+    ids = {_add(store) for _ in range(12)}
+    got: dict[str, list[str]] = {f"w{n}": [] for n in range(4)}
+
+    def work(worker: str) -> None:
+        other = Store(tmp_path / "s.db")  # its own engine, as another process would have
+        while (row := other.claim(worker, stale_s=30)) is not None:
+            got[worker].append(row.id)
+        other.close()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [i for rows in got.values() for i in rows]
+    assert sorted(claimed) == sorted(ids)  # each exactly once
+    assert store.claim("late", stale_s=30) is None
+
+
+def test_a_silent_worker_loses_its_training_to_the_next_claim(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    training_id = _add(store)
+    first = store.claim("dead", stale_s=30)
+    assert first is not None and first.attempts == 1
+    assert store.claim("alive", stale_s=30) is None  # its heartbeat is fresh
+    time.sleep(0.05)
+    second = store.claim("alive", stale_s=0.01)
+    assert second is not None and second.id == training_id and second.attempts == 2
+    assert second.started_at == first.started_at  # still the same run for the API
+    assert store.heartbeat(training_id, "dead") is None  # the old worker learns it lost it
+    assert store.heartbeat(training_id, "alive") == "processing"
+
+
+def test_recovery_hands_back_what_a_dead_worker_here_ran(tmp_path: Path) -> None:
+    import socket
+
+    store = _store(tmp_path)
+    mine, elsewhere, queued = _add(store), _add(store), _add(store)
+    assert store.claim(f"{socket.gethostname()}:999999999:ab", stale_s=30) is not None
+    assert store.claim("other-host:123:cd", stale_s=30) is not None
+    config = ServerConfig(db=tmp_path / "s.db", data_dir=tmp_path / "data", tokens=("t",))
+    worker = Worker(store, config, lambda i, e: None)
+    worker.recover()
+    rows = {i: store.training(i) for i in (mine, elsewhere, queued)}
+    assert all(r is not None and r.status in ("processing", "starting") for r in rows.values())
+    assert rows[mine] is not None and rows[mine].worker_id is None  # released: resumes first
+    assert rows[elsewhere] is not None and rows[elsewhere].worker_id == "other-host:123:cd"
+    resumed = store.claim(worker.worker_id, stale_s=30)
+    assert resumed is not None and resumed.id == mine and resumed.attempts == 2
+    assert "resume from its last checkpoint" in jobfiles.read_logs(tmp_path / "data", mine)
+
+
+def test_a_training_that_keeps_losing_its_worker_fails_with_the_reason(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    training_id = _add(store)
+    config = ServerConfig(
+        db=tmp_path / "s.db", data_dir=tmp_path / "data", tokens=("t",), max_attempts=2
+    )
+    for n in range(3):
+        row = store.claim(f"gone-{n}", stale_s=30)
+        assert row is not None
+        store.release(training_id)
     events: list[tuple[str, str]] = []
-    Worker(store, config, lambda i, e: events.append((i, e))).recover()
-    row = store.training(running)
-    assert row is not None and row.status == "failed"
-    assert row.error is not None and "server stopped" in row.error
-    assert events == [(running, "completed")]
-    assert store.training(queued).status == "starting"  # type: ignore[union-attr]
+    worker = Worker(store, config, lambda i, e: events.append((i, e)))
+    row = store.claim(worker.worker_id, stale_s=30)
+    assert row is not None and row.attempts == 4
+    worker._run(row)
+    ended = store.training(training_id)
+    assert ended is not None and ended.status == "failed"
+    assert ended.error is not None and "not resumed again" in ended.error
+    assert events == [(training_id, "completed")]
 
 
 def test_filters() -> None:

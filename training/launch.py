@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import re
@@ -186,6 +187,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def epochs_done(xp_dir: Path) -> int:
+    """Epochs recorded in the experiment's history (what its last checkpoint holds)."""
+    try:
+        history = json.loads((xp_dir / "history.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return len(history) if isinstance(history, list) else 0
+
+
 def run_training(
     overrides: list[str],
     topology: Topology,
@@ -202,7 +212,11 @@ def run_training(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     xp_dir = experiment_folder(overrides, dora_dir)
     if (xp_dir / "checkpoint.th").is_file():
-        logger.info("resuming from the checkpoint in %s", xp_dir)
+        logger.info(
+            "resuming from the checkpoint %s (saved after epoch %d)",
+            xp_dir / "checkpoint.th",
+            epochs_done(xp_dir),
+        )
     cmd = launch_command(overrides, topology)
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     with log_path.open("a", encoding="utf-8") as log:
