@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from musicgen_ft.children import die_with_parent
 from musicgen_ft.constants import TAR_NAME, user_name
 from musicgen_ft.inputs import TrainInputs
 from serving import jobfiles
@@ -237,6 +238,7 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 env=trainer_env(),
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # a trainer never outlives its worker
             )
         self._store.set_pid(row.id, proc.pid)
         with self._lock:

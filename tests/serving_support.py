@@ -50,14 +50,15 @@ class Server:
         self,
         tmp: Path,
         *,
-        db: Path | None = None,
+        db: Path | str | None = None,
+        data_dir: Path | None = None,
         extra: list[str] | None = None,
         allow_private: bool = True,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = db or tmp / "serve.db"
-        self.data_dir = tmp / "data"
+        self.data_dir = data_dir or tmp / "data"
         self.log = tmp / f"server-{self.port}.log"
         self.argv = [
             str(VENV_BIN / "musicgen-ft"),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from musicgen_ft.children import stop_with_parent
 from musicgen_ft.constants import user_name
 from musicgen_ft.errors import InputError, TrainingError
 
@@ -231,6 +232,7 @@ def run_training(
             text=True,
             errors="replace",
             bufsize=1,
+            preexec_fn=stop_with_parent,  # a killed job leaves no training processes behind
         )
         assert process.stdout is not None
         try:
