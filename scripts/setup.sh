@@ -12,6 +12,9 @@ need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 # PostgreSQL server binaries: the tests start their own server for the shared queue.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+# Headless Chromium and its WebDriver: the browser tests of the web page.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ "${MUSICGEN_FT_BENCH:-0}" = 1 ]; then
   command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
   [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
