@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from musicgen_ft.constants import TAR_NAME
 from musicgen_ft.net import UnsafeUrlError, check_url
-from serving import jobfiles, render, trainer
+from serving import jobfiles, render, trainer, web
 from serving.config import ServerConfig
 from serving.edge import (
     ApiError,
@@ -35,7 +35,8 @@ from serving.edge import (
     http_error_handler,
     validation_error_handler,
 )
-from serving.ids import new_training_id
+from serving.ids import new_training_id, token_id
+from serving.sessions import Sessions, load_key
 from serving.signing import new_secret
 from serving.store import ACTIVE, IntegrityError, Store, TrainingRow
 from serving.validation import InvalidInputError, validate_input
@@ -164,12 +165,14 @@ def create_app(config: ServerConfig) -> FastAPI:
         openapi_url=None,
     )
     app.state.services = services
-    app.state.auth = TokenAuth(config.tokens)
+    sessions = Sessions(load_key(config.data_dir), {token_id(t) for t in config.tokens})
+    app.state.auth = auth = TokenAuth(config.tokens, sessions)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     app.include_router(_routes(services), dependencies=[Depends(require_token)])
+    web.mount(app, auth, sessions, services.store, config.data_dir)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
     def openapi() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.ids import token_id
+from serving.sessions import COOKIE, CSRF_HEADER, Sessions
 
 PROBLEM = "application/problem+json"
 
@@ -68,13 +69,25 @@ async def validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
 
 
 class TokenAuth:
-    """`Authorization: Bearer <token>` against the operator's tokens; returns the token's id."""
+    """`Authorization: Bearer <token>` against the operator's tokens, or the web page's
+    session cookie; returns the token's id."""
 
-    def __init__(self, tokens: tuple[str, ...]) -> None:
+    def __init__(self, tokens: tuple[str, ...], sessions: Sessions | None = None) -> None:
         self._tokens = tuple(t.encode() for t in tokens)
+        self._sessions = sessions
+
+    def check(self, token: str) -> str | None:
+        """The id of `token` if it is one of the server's (constant-time), else None."""
+        given = token.strip().encode()
+        if not given or not any(hmac.compare_digest(given, t) for t in self._tokens):
+            return None
+        return token_id(given.decode())
 
     def __call__(self, request: Request) -> str:
         header = request.headers.get("authorization", "")
+        cookie = request.cookies.get(COOKIE)
+        if not header and cookie and self._sessions is not None:
+            return self._from_session(request, cookie)
         scheme, _, token = header.partition(" ")
         if scheme.lower() not in ("bearer", "token") or not token.strip():
             raise ApiError(
@@ -83,12 +96,23 @@ class TokenAuth:
                 "Missing bearer token: send 'Authorization: Bearer <token>'.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        given = token.strip().encode()
-        if not any(hmac.compare_digest(given, t) for t in self._tokens):
+        found = self.check(token)
+        if found is None:
             raise ApiError(
                 401, "Unauthorized", "Invalid token.", headers={"WWW-Authenticate": "Bearer"}
             )
-        return token_id(given.decode())
+        return found
+
+    def _from_session(self, request: Request, cookie: str) -> str:
+        assert self._sessions is not None
+        found = self._sessions.verify(cookie)
+        if found is None:
+            raise ApiError(401, "Unauthorized", "The session has ended: sign in again.")
+        if request.method not in ("GET", "HEAD") and CSRF_HEADER not in request.headers:
+            raise ApiError(
+                403, "Forbidden", f"A request with a session cookie must send {CSRF_HEADER}."
+            )
+        return found
 
 
 class BodyLimit:
