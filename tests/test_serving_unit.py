@@ -432,3 +432,30 @@ def test_a_description_that_looks_like_an_option_reaches_the_trainer_intact() ->
     )
     argv = trainer_argv(("train.py",), inputs, Path("/o"))
     assert parse_inputs(build_parser().parse_args(argv[1:])) == inputs
+
+
+PROGRESS_LOG = """\
+12:35:28 INFO [check] done in 9.8 s
+12:35:28 INFO [prepare] started
+12:35:28 INFO [prepare] done in 0.6 s
+12:35:28 INFO [train] started
+12:35:45 INFO [train] Train | Epoch 1 | 1/3 | 0.86 it/sec | lr 6.25E-02 | grad_norm 6.582E+00 | ce 4.285 | ppl 72.656
+12:35:47 INFO [train] Train | Epoch 1 | 2/3 | 1.05 it/sec | lr 2.50E-01 | grad_norm 5.871E+00 | ce 4.339 | ppl 76.610
+12:35:48 INFO [train] Train Summary | Epoch 1 | lr=1.25E-01 | grad_norm=6.345E+00 | ce=4.303 | ppl=73.974 | duration=2.932
+12:35:48 INFO [train] Valid Summary | Epoch 1 | ce=4.393 | ppl=80.891 | duration=0.364
+12:35:49 INFO [train] Train | Epoch 2 | 1/3 | 1.63 it/sec | lr 4.38E-01 | grad_norm 6.769E+00 | ce 4.174 | ppl 65.551
+"""
+
+
+def test_progress_reads_stage_steps_eta_and_losses_from_the_log() -> None:
+    from serving.progress import read_progress
+
+    p = read_progress(PROGRESS_LOG, {"epochs": 3, "updates_per_epoch": 3})
+    assert p.stage == "train" and p.stages_done == ["check", "prepare"]
+    assert (p.step, p.total) == (4, 9)  # epoch 1 ended (3 updates), then 1 of epoch 2
+    assert [(pt.step, pt.ce) for pt in p.train] == [(1, 4.285), (2, 4.339), (4, 4.174)]
+    assert p.epochs == [{"epoch": 1, "train": 4.303, "valid": 4.393}]
+    assert p.eta_s == pytest.approx(5 * 4 / 3, abs=0.05)  # 3 updates in 4 s, 5 to go
+    done = read_progress(PROGRESS_LOG + "12:36:00 INFO [train] done in 30 s\n", {"epochs": 3})
+    assert done.stage is None and done.step == done.total == 9 and done.eta_s is None
+    assert read_progress("", {"epochs": 3}).as_json()["step"] == 0
