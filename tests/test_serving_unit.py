@@ -439,11 +439,11 @@ PROGRESS_LOG = """\
 12:35:28 INFO [prepare] started
 12:35:28 INFO [prepare] done in 0.6 s
 12:35:28 INFO [train] started
-12:35:45 INFO [train] Train | Epoch 1 | 1/3 | 0.86 it/sec | lr 6.25E-02 | grad_norm 6.582E+00 | ce 4.285 | ppl 72.656
-12:35:47 INFO [train] Train | Epoch 1 | 2/3 | 1.05 it/sec | lr 2.50E-01 | grad_norm 5.871E+00 | ce 4.339 | ppl 76.610
-12:35:48 INFO [train] Train Summary | Epoch 1 | lr=1.25E-01 | grad_norm=6.345E+00 | ce=4.303 | ppl=73.974 | duration=2.932
+12:35:45 INFO [train] Train | Epoch 1 | 1/3 | 0.86 it/sec | ce 4.285 | ppl 72.656
+12:35:47 INFO [train] Train | Epoch 1 | 2/3 | 1.05 it/sec | ce 4.339 | ppl 76.610
+12:35:48 INFO [train] Train Summary | Epoch 1 | ce=4.303 | ppl=73.974 | duration=2.932
 12:35:48 INFO [train] Valid Summary | Epoch 1 | ce=4.393 | ppl=80.891 | duration=0.364
-12:35:49 INFO [train] Train | Epoch 2 | 1/3 | 1.63 it/sec | lr 4.38E-01 | grad_norm 6.769E+00 | ce 4.174 | ppl 65.551
+12:35:49 INFO [train] Train | Epoch 2 | 1/3 | 1.63 it/sec | ce 4.174 | ppl 65.551
 """
 
 
