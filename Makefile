@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export USER ?= $(shell id -un 2>/dev/null || echo musicgen-ft)
 
-.PHONY: setup demo test lint pytest bench clean
+.PHONY: setup demo serve-demo test lint pytest bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,10 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy musicgen_ft preprocessing labeling training inference serving evaluation train.py predict.py
+
+# The server and its web page on 127.0.0.1:8000, with a fresh token and the example dataset.
+serve-demo: setup
+	$(PY) scripts/serve_demo.py
 
 pytest: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
