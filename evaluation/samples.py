@@ -41,16 +41,20 @@ class Sample:
     base: str
 
 
-def descriptions_of(egs_split: Path) -> list[str]:
-    """Descriptions of a manifest split (AudioCraft's `data.jsonl` and per-chunk JSON files)."""
+def chunk_paths(egs_split: Path) -> list[Path]:
+    """Audio files of a manifest split (AudioCraft's `data.jsonl`), in manifest order."""
     manifest = egs_split / "data.jsonl"
     if not manifest.is_file():
         return []
+    lines = manifest.read_text().splitlines()
+    return [Path(json.loads(line)["path"]) for line in lines if line.strip()]
+
+
+def descriptions_of(egs_split: Path) -> list[str]:
+    """Descriptions of a manifest split (AudioCraft's `data.jsonl` and per-chunk JSON files)."""
     out: list[str] = []
-    for line in manifest.read_text().splitlines():
-        if not line.strip():
-            continue
-        info = Path(json.loads(line)["path"]).with_suffix(".json")
+    for path in chunk_paths(egs_split):
+        info = path.with_suffix(".json")
         if info.is_file():
             text = str(json.loads(info.read_text()).get("description") or "").strip()
             if text:
@@ -84,10 +88,12 @@ def render(
     seed: int,
     out_dir: Path,
     device: str,
+    tokens: dict[str, dict[str, object]] | None = None,
 ) -> list[Sample]:
     """Generate every prompt with the fine-tune, then with the base model (one model in memory
-    at a time); write `out_dir/NN_finetuned.wav` and `out_dir/NN_base.wav`."""
-    from inference.generate import generate, write_audio
+    at a time); write `out_dir/NN_finetuned.wav` and `out_dir/NN_base.wav`. The LM's tokens
+    of each clip go to `tokens[NN][role]` when a dict is given."""
+    from inference.generate import generate_with_tokens, write_audio
     from inference.loading import load_model
     from inference.params import GenerateParams
 
@@ -97,7 +103,9 @@ def render(
         loaded = load_model(device=device, **source)  # type: ignore[arg-type]
         for index, prompt in enumerate(prompts):
             params = GenerateParams(prompt=prompt.text, duration=duration, seed=seed + index)
-            wav = generate(loaded, params)
+            wav, codes = generate_with_tokens(loaded, params)
+            if tokens is not None:
+                tokens.setdefault(f"{index:02d}", {})[role] = codes
             write_audio(
                 wav, loaded.model.sample_rate, out_dir / f"{index:02d}_{role}.wav", "wav",
                 _STRATEGY,

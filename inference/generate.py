@@ -48,6 +48,32 @@ def warn_if_prompt_is_off_vocabulary(loaded: LoadedModel, prompt: str | None) ->
 
 def generate(loaded: LoadedModel, params: GenerateParams):  # type: ignore[no-untyped-def]
     """Return the generated waveform [channels, samples] (a torch tensor)."""
+    model = _configure(loaded, params)
+    descriptions = [params.prompt or None]
+    if params.input_audio is not None and params.continuation:
+        prompt_wav, sr = _load_audio(
+            params.input_audio, params.continuation_start, params.continuation_end
+        )
+        wav = model.generate_continuation(prompt_wav[None], sr, descriptions, progress=False)
+    elif params.input_audio is not None:  # a melody (check_for refused other variants)
+        melody, sr = _load_audio(params.input_audio)
+        wav = model.generate_with_chroma(descriptions, melody[None], sr, progress=False)
+    else:
+        wav = model.generate(descriptions, progress=False)
+    return wav[0].detach().cpu()
+
+
+def generate_with_tokens(loaded: LoadedModel, params: GenerateParams):  # type: ignore[no-untyped-def]
+    """From a text prompt alone: (waveform [channels, samples], the LM's tokens [1, K, T]),
+    the tokens being what the quality report measures (no decode/re-encode round trip)."""
+    assert params.input_audio is None, "tokens are returned for text prompts only"
+    model = _configure(loaded, params)
+    wav, tokens = model.generate([params.prompt or None], progress=False, return_tokens=True)
+    return wav[0].detach().cpu(), tokens.detach().cpu()
+
+
+def _configure(loaded: LoadedModel, params: GenerateParams):  # type: ignore[no-untyped-def]
+    """Check the params, seed every generator, set the sampling params; the MusicGen."""
     import torch
 
     params.check_for(loaded.variant)
@@ -70,18 +96,7 @@ def generate(loaded: LoadedModel, params: GenerateParams):  # type: ignore[no-un
         temperature=params.temperature,
         cfg_coef=params.classifier_free_guidance,
     )
-    descriptions = [params.prompt or None]
-    if params.input_audio is not None and params.continuation:
-        prompt_wav, sr = _load_audio(
-            params.input_audio, params.continuation_start, params.continuation_end
-        )
-        wav = model.generate_continuation(prompt_wav[None], sr, descriptions, progress=False)
-    elif params.input_audio is not None:  # a melody (check_for refused other variants)
-        melody, sr = _load_audio(params.input_audio)
-        wav = model.generate_with_chroma(descriptions, melody[None], sr, progress=False)
-    else:
-        wav = model.generate(descriptions, progress=False)
-    return wav[0].detach().cpu()
+    return model
 
 
 def write_audio(wav, sample_rate: int, output: Path, fmt: str, strategy: str) -> Path:  # type: ignore[no-untyped-def]

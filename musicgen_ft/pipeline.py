@@ -1,6 +1,6 @@
 """The one place that orders and times the stages of a fine-tune.
 
-    check → fetch + prepare → vocals → labels → manifest → train → export → samples
+    check → fetch + prepare → vocals → labels → manifest → train → export → samples → quality
 
 Cog's `train()`, the CLI (`train.py`) and the trainings server all call `run_job`; none of them
 holds pipeline logic. Every stage writes under its own folder of the job's work dir, which is
@@ -265,13 +265,22 @@ def run_job(
         curves = {name: results_dir / name for name in metadata["curves"].values()}
         tar_path = write_tar(tar_out, xp_dir, metadata, curves)
 
+    clips: list[str] = []
+    tokens: dict[str, dict[str, object]] = {}
+    metadata["samples"] = []
     if inputs.sample_prompts:
         with times.stage("samples"):
             metadata["samples"] = _listening_samples(
-                inputs, tar_path, manifest.egs_dir, metadata, results_dir, resources.device
+                inputs, tar_path, manifest.egs_dir, metadata, results_dir, resources.device, tokens
             )
             clips = [s[role] for s in metadata["samples"] for role in ("finetuned", "base")]
-            add_results(tar_path, {name: results_dir / name for name in clips}, metadata)
+    with times.stage("quality"):
+        quality_file = _quality_report(
+            inputs, manifest.egs_dir, metadata, results_dir, resources.device, tokens
+        )
+        files = {name: results_dir / name for name in clips}
+        files[quality_file.name] = quality_file
+        add_results(tar_path, files, metadata)
     identity.JobRecord(identity.result_inputs(inputs), job_id, finished=True).write(output_dir)
     _remove_work(workdir, keep_work)
     metadata["timings"] = dict(times.seconds)
@@ -286,6 +295,7 @@ def _listening_samples(
     metadata: dict[str, Any],
     results_dir: Path,
     device: str,
+    tokens: dict[str, dict[str, object]],
 ) -> list[dict[str, object]]:
     """The fine-tune and the base model on the same prompts and seeds (evaluation/samples)."""
     from evaluation import samples
@@ -303,6 +313,7 @@ def _listening_samples(
         seed=inputs.seed,
         out_dir=results_dir / samples.SAMPLES_DIR,
         device=device,
+        tokens=tokens,
     )
     logger.info(
         "samples: %d prompts x (fine-tune, base), %.0f s each, in %s/",
@@ -311,6 +322,39 @@ def _listening_samples(
         samples.SAMPLES_DIR,
     )
     return samples.as_metadata(rendered)
+
+
+def _quality_report(
+    inputs: TrainInputs,
+    egs_dir: Path,
+    metadata: dict[str, Any],
+    results_dir: Path,
+    device: str,
+    tokens: dict[str, dict[str, object]],
+) -> Path:
+    """quality.json from the samples, the held-out and training chunks (evaluation/quality),
+    in the base model's own compression space; its summary goes to the log and metadata."""
+    from evaluation import quality, samples
+
+    if not metadata["samples"]:
+        report = quality.report(None, {}, [], [], metadata.get("history", []))
+        metadata["quality"] = {"file": quality.QUALITY_FILE, **report}
+        return quality.write(report, results_dir)
+    from inference.loading import load_model
+
+    base = load_model(model_version=inputs.model_version, device=device)
+    report = quality.report(
+        base.model.compression_model,
+        tokens,
+        samples.chunk_paths(egs_dir / "valid")[: quality.MAX_HELD_OUT],
+        samples.chunk_paths(egs_dir / "train")[: quality.MAX_TRAINING],
+        metadata.get("history", []),
+    )
+    del base
+    line = quality.summary(report)
+    logger.info("%s", line)
+    metadata["quality"] = {"file": quality.QUALITY_FILE, "summary": line, **report}
+    return quality.write(report, results_dir)
 
 
 def _remove_work(workdir: Path, keep: bool) -> None:

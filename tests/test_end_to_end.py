@@ -28,8 +28,9 @@ def test_tar_is_a_real_archive_with_the_documented_members(trained: Path) -> Non
         curves_csv = tar.extractfile("curves/loss.csv").read().decode()  # type: ignore[union-attr]
         png = tar.extractfile("curves/loss.png").read()  # type: ignore[union-attr]
         clips = {n: tar.extractfile(n).read() for n in names if n.startswith("samples/")}  # type: ignore[union-attr]
+        quality = json.loads(tar.extractfile("quality.json").read())  # type: ignore[union-attr]
     assert names == [
-        "curves/loss.csv", "curves/loss.png", "metadata.json",
+        "curves/loss.csv", "curves/loss.png", "metadata.json", "quality.json",
         "samples/00_base.wav", "samples/00_finetuned.wav",
         "samples/01_base.wav", "samples/01_finetuned.wav",
         "state_dict.bin", "xp.cfg",
@@ -46,6 +47,13 @@ def test_tar_is_a_real_archive_with_the_documented_members(trained: Path) -> Non
         audio, rate = sf.read(io.BytesIO(data))
         assert rate == 32000 and len(audio) == 32000 and np.abs(audio).max() > 0
     assert clips["samples/00_base.wav"] != clips["samples/00_finetuned.wav"]
+    # The quality report: distances for both models, memorisation per clip, the best epoch.
+    distance = quality["distance_to_held_out"]
+    assert distance["finetuned"] != distance["base"] and distance["space"].startswith("base")
+    assert [c["clip"] for c in quality["memorisation"]["clips"]] == ["00", "01"]
+    assert not quality["memorisation"]["flagged"]  # three updates copy nothing
+    assert quality["best_epoch"]["of"] == len(meta["history"])
+    assert meta["quality"]["summary"].startswith("quality: ")
     # Curves: per logged step and per epoch, train and held-out, as CSV and PNG.
     rows = list(csv.DictReader(io.StringIO(curves_csv)))
     kinds = {(r["kind"], r["split"]) for r in rows}
