@@ -335,3 +335,24 @@ def debug_input(dataset_url: str, **extra: Any) -> dict[str, Any]:
         "sample_duration": 1,
         **extra,
     }
+
+
+def claim_in_parallel(location: str | Path, workers: int = 4) -> dict[str, list[str]]:
+    """Workers, each with its own engine (as separate processes would have), claiming from
+    the queue at `location` until it is empty; the training ids each one got."""
+    from serving.store import Store
+
+    got: dict[str, list[str]] = {f"w{n}": [] for n in range(workers)}
+
+    def work(worker: str) -> None:
+        own = Store(location)
+        while (row := own.claim(worker, stale_s=30)) is not None:
+            got[worker].append(row.id)
+        own.close()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from serving_support import (
     REPO,
     VENV_BIN,
     Server,
+    claim_in_parallel,
     client,
     trainer_pids,
     wait_until,
@@ -68,19 +68,7 @@ def test_claims_on_postgres_hand_each_training_to_one_worker(postgres: Postgres)
             input={}, webhook=None, webhook_events_filter=None, base_url="http://h",
         )  # fmt: skip
         ids.add(row.id)
-    got: dict[str, list[str]] = {f"w{n}": [] for n in range(4)}
-
-    def work(worker: str) -> None:
-        own = Store(url)
-        while (row := own.claim(worker, stale_s=30)) is not None:
-            got[worker].append(row.id)
-        own.close()
-
-    threads = [threading.Thread(target=work, args=(w,)) for w in got]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = claim_in_parallel(url)
     claimed = [i for rows in got.values() for i in rows]
     assert sorted(claimed) == sorted(ids)
     assert sum(1 for rows in got.values() if rows) >= 2  # really shared, not serialised away

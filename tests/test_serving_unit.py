@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from replicate.webhook import InvalidSignatureError, Webhooks, WebhookSigningSecret
-from serving_support import WebhookReceiver, wait_until
+from serving_support import WebhookReceiver, claim_in_parallel, wait_until
 
 from musicgen_ft import net
 from musicgen_ft.errors import InputError, UnsafeUrlError
@@ -232,23 +232,9 @@ def test_only_one_terminal_status_wins(tmp_path: Path) -> None:
 
 
 def test_claims_never_hand_one_training_to_two_workers(tmp_path: Path) -> None:
-    import threading
-
     store = _store(tmp_path)
     ids = {_add(store) for _ in range(12)}
-    got: dict[str, list[str]] = {f"w{n}": [] for n in range(4)}
-
-    def work(worker: str) -> None:
-        other = Store(tmp_path / "s.db")  # its own engine, as another process would have
-        while (row := other.claim(worker, stale_s=30)) is not None:
-            got[worker].append(row.id)
-        other.close()
-
-    threads = [threading.Thread(target=work, args=(w,)) for w in got]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = claim_in_parallel(tmp_path / "s.db")
     claimed = [i for rows in got.values() for i in rows]
     assert sorted(claimed) == sorted(ids)  # each exactly once
     assert store.claim("late", stale_s=30) is None
