@@ -15,6 +15,11 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresq
 # Headless Chromium and its WebDriver: the browser tests of the web page.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# A one-node SLURM cluster (munge auth): the tests of MUSICGEN_FT_LAUNCHER=slurm start their own.
+[ -x /usr/sbin/slurmctld ] || need_apt+=(slurmctld)
+[ -x /usr/sbin/slurmd ] || need_apt+=(slurmd)
+command -v sbatch >/dev/null 2>&1 || need_apt+=(slurm-client)
+[ -x /usr/sbin/munged ] || need_apt+=(munge)
 if [ "${MUSICGEN_FT_BENCH:-0}" = 1 ]; then
   command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
   [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)

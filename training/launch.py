@@ -41,7 +41,8 @@ class Topology:
             meets them at `rdzv_endpoint`.
         node_rank: This machine's rank (0 writes the checkpoints and the tar).
         rdzv_endpoint: `host:port` of node 0, for multi-node jobs.
-        launcher: "dora" (`dora run`, `-d` for several processes) or "torchrun".
+        launcher: "dora" (`dora run`, `-d` for several processes), "torchrun", or "slurm"
+            (the solver as a SLURM job: training/slurm.py).
     """
 
     device: str
@@ -52,8 +53,8 @@ class Topology:
     launcher: str = "dora"
 
     def __post_init__(self) -> None:
-        # The one place that decides it: a multi-node job always goes through torchrun.
-        if self.nnodes > 1 and self.launcher != "torchrun":
+        # The one place that decides it: a multi-node Dora job goes through torchrun.
+        if self.nnodes > 1 and self.launcher == "dora":
             object.__setattr__(self, "launcher", "torchrun")
 
     @property
@@ -70,7 +71,7 @@ NNODES_ENV = "MUSICGEN_FT_NNODES"
 NODE_RANK_ENV = "MUSICGEN_FT_NODE_RANK"
 RDZV_ENV = "MUSICGEN_FT_RDZV_ENDPOINT"
 LAUNCHER_ENV = "MUSICGEN_FT_LAUNCHER"
-LAUNCHERS = ("dora", "torchrun")
+LAUNCHERS = ("dora", "torchrun", "slurm")
 
 
 def _env_int(name: str, default: int, minimum: int) -> int:
@@ -85,7 +86,7 @@ def detect_topology() -> Topology:
 
     Environment:
         MUSICGEN_FT_CPU_PROCESSES: N data-parallel CPU processes (gloo) on a box without GPUs.
-        MUSICGEN_FT_LAUNCHER: `dora` (default) or `torchrun`.
+        MUSICGEN_FT_LAUNCHER: `dora` (default), `torchrun` or `slurm` (training/slurm.py).
         MUSICGEN_FT_NNODES, MUSICGEN_FT_NODE_RANK, MUSICGEN_FT_RDZV_ENDPOINT: multi-node
             training: run the same job on every node (node-local or distinct output dirs),
             with node 0's `host:port` as the rendezvous; node 0 writes trained_model.tar.
@@ -97,7 +98,11 @@ def detect_topology() -> Topology:
     endpoint = os.environ.get(RDZV_ENV) or None
     launcher = os.environ.get(LAUNCHER_ENV, "dora")
     if launcher not in LAUNCHERS:
-        raise InputError(LAUNCHER_ENV, f"{LAUNCHER_ENV}={launcher!r}: use dora or torchrun")
+        raise InputError(LAUNCHER_ENV, f"{LAUNCHER_ENV}={launcher!r}: use dora, torchrun or slurm")
+    if launcher == "slurm":  # the job's processes are the SLURM job's tasks
+        from training.slurm import slurm_topology
+
+        return slurm_topology()
     if nnodes > 1 and not endpoint:
         raise InputError(RDZV_ENV, f"{NNODES_ENV}={nnodes} needs {RDZV_ENV}=host:port of node 0")
     if node_rank >= nnodes:
@@ -218,6 +223,10 @@ def run_training(
             xp_dir / "checkpoint.th",
             epochs_done(xp_dir),
         )
+    if topology.launcher == "slurm":
+        from training.slurm import run_slurm_training
+
+        return run_slurm_training(overrides, topology, dora_dir, log_path, xp_dir, on_line)
     cmd = launch_command(overrides, topology)
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     with log_path.open("a", encoding="utf-8") as log:
