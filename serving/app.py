@@ -1,4 +1,5 @@
-"""The FastAPI app: Replicate's trainings API over the store, the worker and the webhooks.
+"""The FastAPI app: Replicate's trainings API over the store, the worker and the webhooks,
+with the predictions (routes_predictions) and files (routes_files) APIs beside it.
 
 Handlers stay thin: check the request, call the store or the worker, shape the answer with
 `render`. Every route needs a bearer token; objects of another token answer 404.
@@ -6,16 +7,13 @@ Handlers stay thin: check the request, call the store or the worker, shape the a
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,27 +22,47 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from musicgen_ft.constants import TAR_NAME
-from musicgen_ft.net import UnsafeUrlError, check_url
-from serving import jobfiles, render, trainer, web
+from serving import (
+    base_models,
+    files,
+    jobfiles,
+    label_jobs,
+    paging,
+    predictions,
+    render,
+    results,
+    routes_files,
+    routes_predictions,
+    trainer,
+    web,
+)
 from serving.config import ServerConfig
 from serving.edge import (
     ApiError,
     BodyLimit,
     TokenAuth,
+    TokenId,
     api_error_handler,
     http_error_handler,
+    require_token,
     validation_error_handler,
 )
+from serving.files import FileStore, UnknownFileError
 from serving.ids import new_training_id, token_id
+from serving.label_jobs import LabelJobs
+from serving.predict_runner import PredictionRunner
+from serving.predictions import PredictionRow, PredictionStore
+from serving.requests import WebhookFields, invalid
+from serving.results import Results
 from serving.sessions import Sessions, load_key
 from serving.signing import new_secret
 from serving.store import ACTIVE, IntegrityError, Store, TrainingRow
-from serving.validation import InvalidInputError, validate_input
+from serving.validation import URL_INPUTS, FieldError, InvalidInputError, validate_input
 from serving.webhooks import EVENTS, RetryPolicy, Snapshot, WebhookHub
 from serving.worker import Worker
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
-Event = Literal["start", "output", "logs", "completed"]
+UPLOAD_OVERHEAD = 1 << 20  # multipart framing and small fields beside an upload
 
 
 class CreateModelRequest(BaseModel):
@@ -62,15 +80,11 @@ class CreateModelRequest(BaseModel):
     cover_image_url: str | None = Field(default=None, max_length=2000)
 
 
-class CreateTrainingRequest(BaseModel):
+class CreateTrainingRequest(WebhookFields):
     """Body of POST .../versions/{id}/trainings."""
 
-    model_config = ConfigDict(extra="forbid")
     destination: str = Field(max_length=201)
     input: dict[str, Any] = Field(default_factory=dict)
-    webhook: str | None = Field(default=None, max_length=2000)
-    webhook_completed: str | None = Field(default=None, max_length=2000)
-    webhook_events_filter: list[Event] | None = None
 
 
 @dataclass
@@ -80,6 +94,11 @@ class Services:
     worker: Worker
     hub: WebhookHub
     trainer_version: str
+    files: FileStore
+    results: Results
+    predictions: PredictionStore
+    runner: PredictionRunner
+    prediction_hub: WebhookHub
 
     def base_url(self, request: Request | None = None) -> str:
         if self.config.public_url:
@@ -87,54 +106,101 @@ class Services:
         assert request is not None
         return str(request.base_url).rstrip("/")
 
+    def file_bases(self, request: Request) -> tuple[str, ...]:
+        """The bases under which this server's file URLs are recognised in inputs."""
+        return tuple({self.base_url(request), str(request.base_url).rstrip("/")})
+
     def training_json(self, row: TrainingRow, base: str, *, logs: bool = True) -> dict[str, Any]:
         text = jobfiles.read_logs(self.config.data_dir, row.id) if logs else None
-        body = render.training(row, text or "", base)
+        shown = replace(row, input=files.public_input(self.files, row.input, base))
+        body = render.training(shown, text or "", base, self.results.output_of(row, base))
         if not logs:
             body["logs"] = None
         return body
 
-    def snapshot(self, training_id: str) -> Snapshot | None:
-        """What a webhook of this training sends now (None: it has no webhook)."""
-        row = self.store.training(training_id)
-        if row is None or not row.webhook:
+    def prediction_json(
+        self, row: PredictionRow, base: str, *, logs: bool = True
+    ) -> dict[str, Any]:
+        text = predictions.read_logs(self.config.data_dir, row.id) if logs else None
+        return render.prediction(row, text, base)
+
+    def _snapshot(
+        self, row: TrainingRow | PredictionRow, json_of: Callable[[Any, str], dict[str, Any]]
+    ) -> Snapshot | None:
+        if not row.webhook:
             return None
         events = tuple(row.webhook_events_filter or EVENTS)
         secret = self.store.webhook_secret(row.token_id, new_secret())
         base = self.config.public_url.rstrip("/") if self.config.public_url else row.base_url
-        return Snapshot(self.training_json(row, base), row.webhook, events, secret)
+        return Snapshot(json_of(row, base), row.webhook, events, secret)
+
+    def snapshot(self, training_id: str) -> Snapshot | None:
+        """What a webhook of this training sends now (None: it has no webhook)."""
+        row = self.store.training(training_id)
+        return None if row is None else self._snapshot(row, self.training_json)
+
+    def prediction_snapshot(self, prediction_id: str) -> Snapshot | None:
+        row = self.predictions.get(prediction_id)
+        return None if row is None else self._snapshot(row, self.prediction_json)
+
+    def start_workers(self) -> None:
+        """Run trainings and predictions from the queue (after crash recovery)."""
+        self.worker.recover()
+        self.worker.start()
+        self.runner.recover()
+        self.runner.start()
 
     def close(self) -> None:
         self.worker.stop()
+        self.runner.stop()
         self.hub.close()
+        self.prediction_hub.close()
         self.store.close()
 
 
 def build_services(config: ServerConfig) -> Services:
-    """The store, the worker and the webhook sender of one process (server or worker)."""
+    """The store, the worker, the predictor and the webhook senders of one process."""
     store = Store(config.db)
     holder: list[Services] = []
+    retry = RetryPolicy(config.webhook_retry_base_s, config.webhook_max_attempts)
     hub = WebhookHub(
         lambda training_id: holder[0].snapshot(training_id),
         allow_private=config.allow_private_urls,
-        retry=RetryPolicy(config.webhook_retry_base_s, config.webhook_max_attempts),
+        retry=retry,
+    )
+    prediction_hub = WebhookHub(
+        lambda prediction_id: holder[0].prediction_snapshot(prediction_id),
+        allow_private=config.allow_private_urls,
+        retry=retry,
     )
     worker = Worker(store, config, hub.emit)
     version = trainer.version_id()
     store.ensure_trainer_version(version)
-    services = Services(config, store, worker, hub, version)
+    prediction_store = PredictionStore(store.engine)
+    services = Services(
+        config,
+        store,
+        worker,
+        hub,
+        version,
+        files=FileStore(store.engine, config.data_dir, config.max_file_bytes),
+        results=Results(config.data_dir),
+        predictions=prediction_store,
+        runner=PredictionRunner(prediction_store, config, prediction_hub.emit),
+        prediction_hub=prediction_hub,
+    )
     holder.append(services)
     return services
 
 
 def run_worker_only(config: ServerConfig) -> None:
-    """`musicgen-ft worker`: run trainings from the queue until SIGTERM or SIGINT."""
+    """`musicgen-ft worker`: run trainings and predictions from the queue until SIGTERM or
+    SIGINT."""
     services = build_services(config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    services.worker.recover()
-    services.worker.start()
+    services.start_workers()
     try:
         stop.wait()
     finally:
@@ -148,8 +214,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if config.run_worker:
-            services.worker.recover()
-            services.worker.start()
+            services.start_workers()
         try:
             yield
         finally:
@@ -170,8 +235,26 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=config.max_body_bytes,
+        routes={"/v1/files": config.max_file_bytes + UPLOAD_OVERHEAD},
+    )
     app.include_router(_routes(services), dependencies=[Depends(require_token)])
+
+    def resolve_upload(value: str, token: str, request: Request) -> Path | None:
+        try:
+            return services.files.resolve(value, token, services.file_bases(request))
+        except UnknownFileError:
+            return None
+
+    for router in (
+        routes_files.router(services),
+        routes_predictions.router(services),
+        results.router(services.store, services.results),
+        label_jobs.router(LabelJobs(config.data_dir), resolve_upload),
+    ):
+        app.include_router(router, dependencies=[Depends(require_token)])
     web.mount(app, auth, sessions, services.store, config.data_dir)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
@@ -179,15 +262,6 @@ def create_app(config: ServerConfig) -> FastAPI:
         return app.openapi()
 
     return app
-
-
-def require_token(request: Request) -> str:
-    """The calling token's id (401 without a valid bearer token)."""
-    auth: TokenAuth = request.app.state.auth
-    return auth(request)
-
-
-TokenId = Annotated[str, Depends(require_token)]
 
 
 def _routes(s: Services) -> APIRouter:
@@ -208,6 +282,7 @@ def _routes(s: Services) -> APIRouter:
     def list_models(request: Request, token: TokenId) -> dict[str, Any]:
         base = s.base_url(request)
         results = [trainer_model_json(token, base)]
+        results += [render.base_model(m, base) for m in base_models.ALL]
         for row in s.store.models(token):
             versions = s.store.versions(token, row.owner, row.name)
             results.append(render.destination_model(row, versions[0] if versions else None, base))
@@ -217,6 +292,8 @@ def _routes(s: Services) -> APIRouter:
     def create_model(body: CreateModelRequest, request: Request, token: TokenId) -> dict[str, Any]:
         if is_trainer(body.owner, body.name):
             raise ApiError(409, "Conflict", f"{body.owner}/{body.name} is the trainer itself.")
+        if base_models.by_name(body.owner, body.name):
+            raise ApiError(409, "Conflict", f"{body.owner}/{body.name} is a base model.")
         extra = body.model_dump(exclude={"owner", "name"})
         try:
             row = s.store.add_model(token, body.owner, body.name, **extra)
@@ -231,6 +308,8 @@ def _routes(s: Services) -> APIRouter:
         base = s.base_url(request)
         if is_trainer(owner, name):
             return trainer_model_json(token, base)
+        if found := base_models.by_name(owner, name):
+            return render.base_model(found, base)
         row = s.store.model(token, owner, name)
         if row is None:
             raise not_found(f"Model {owner}/{name}")
@@ -241,6 +320,8 @@ def _routes(s: Services) -> APIRouter:
     def list_versions(owner: str, name: str, token: TokenId) -> dict[str, Any]:
         if is_trainer(owner, name):
             results = [render.trainer_version(*v) for v in s.store.trainer_versions()]
+        elif found := base_models.by_name(owner, name):
+            results = [render.base_version(found)]
         elif s.store.model(token, owner, name) is None:
             raise not_found(f"Model {owner}/{name}")
         else:
@@ -254,6 +335,10 @@ def _routes(s: Services) -> APIRouter:
                 if id_ == version_id:
                     return render.trainer_version(id_, created)
             raise not_found(f"Version {version_id} of {owner}/{name}")
+        if found := base_models.by_name(owner, name):
+            if found.version != version_id:
+                raise not_found(f"Version {version_id} of {owner}/{name}")
+            return render.base_version(found)
         row = s.store.version(token, owner, name, version_id)
         if row is None:
             raise not_found(f"Version {version_id} of {owner}/{name}")
@@ -305,28 +390,17 @@ def _routes(s: Services) -> APIRouter:
                 f"The destination model {body.destination!r} does not exist; create it first "
                 "(POST /v1/models).",
             )
-        webhook, events = body.webhook, body.webhook_events_filter
-        if webhook is None and body.webhook_completed is not None:
-            webhook, events = body.webhook_completed, ["completed"]
-        if webhook is not None:
-            try:
-                check_url(webhook, allow_private=s.config.allow_private_urls, field="webhook")
-            except UnsafeUrlError as exc:
-                raise ApiError(
-                    422,
-                    "Invalid request",
-                    str(exc),
-                    invalid_fields=[{"field": "webhook", "message": exc.message}],
-                ) from None
+        webhook, events = body.subscription(allow_private=s.config.allow_private_urls)
+        # Inputs naming this server's uploads are read from the stored files.
+        local, unknown = files.resolve_inputs(
+            s.files, body.input, URL_INPUTS, token, s.file_bases(request)
+        )
+        if unknown:
+            raise invalid([FieldError(f"input.{name}", why) for name, why in unknown])
         try:
-            validate_input(body.input, allow_private_urls=s.config.allow_private_urls)
+            validate_input(body.input, allow_private_urls=s.config.allow_private_urls, local=local)
         except InvalidInputError as exc:
-            raise ApiError(
-                422,
-                "Invalid input",
-                str(exc),
-                invalid_fields=[{"field": e.field, "message": e.message} for e in exc.errors],
-            ) from None
+            raise invalid(exc.errors) from None
         base = s.base_url(request)
         row = s.store.add_training(
             id=new_training_id(),
@@ -334,9 +408,9 @@ def _routes(s: Services) -> APIRouter:
             model=f"{owner}/{name}",
             version=version_id,
             destination=f"{dest_owner}/{dest_name}",
-            input=body.input,
+            input={**body.input, **local},
             webhook=webhook,
-            webhook_events_filter=None if events is None else list(dict.fromkeys(events)),
+            webhook_events_filter=events,
             base_url=base,
         )
         s.hub.emit(row.id, "start")
@@ -347,18 +421,17 @@ def _routes(s: Services) -> APIRouter:
     def list_trainings(
         request: Request, token: TokenId, cursor: str | None = None
     ) -> dict[str, Any]:
-        before, after = _parse_cursor(cursor)
+        before, after = paging.parse(cursor)
         rows, _ = s.store.trainings_page(
             token, before=before, after=after, limit=s.config.page_size
         )
         base = s.base_url(request)
-        page: dict[str, Any] = {"next": None, "previous": None}
-        if rows and s.store.has_trainings(token, before=rows[-1].seq):
-            page["next"] = f"{base}/v1/trainings?cursor={_cursor('b', rows[-1].seq)}"
-        if rows and s.store.has_trainings(token, after=rows[0].seq):
-            page["previous"] = f"{base}/v1/trainings?cursor={_cursor('a', rows[0].seq)}"
-        page["results"] = [s.training_json(r, base, logs=False) for r in rows]
-        return page
+        return paging.page(
+            f"{base}/v1/trainings",
+            [r.seq for r in rows],
+            lambda **bound: s.store.has_trainings(token, **bound),
+            [s.training_json(r, base, logs=False) for r in rows],
+        )
 
     @router.get("/v1/trainings/{training_id}", summary="Get a training")
     def get_training(training_id: str, request: Request, token: TokenId) -> dict[str, Any]:
@@ -388,22 +461,3 @@ def _routes(s: Services) -> APIRouter:
         return [{"name": "Local GPU", "sku": "gpu"}, {"name": "Local CPU", "sku": "cpu"}]
 
     return router
-
-
-def _cursor(direction: str, seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{direction}:{seq}".encode()).decode().rstrip("=")
-
-
-def _parse_cursor(cursor: str | None) -> tuple[int | None, int | None]:
-    """(before, after) seq bounds of a page cursor; 400 for a cursor we did not make."""
-    if not cursor:
-        return None, None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        match = re.fullmatch(r"([ab]):(\d{1,18})", text)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        match = None
-    if match is None:
-        raise ApiError(400, "Bad request", "Invalid pagination cursor.")
-    seq = int(match.group(2))
-    return (seq, None) if match.group(1) == "b" else (None, seq)

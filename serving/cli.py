@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from musicgen_ft.clirun import run_cli
 from musicgen_ft.errors import InputError
@@ -48,6 +49,25 @@ def _queue_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let datasets and webhooks use loopback/private addresses, over plain http:// too",
     )
+    p.add_argument(
+        "--predict_device",
+        default="auto",
+        help="where predictions generate: auto (cuda if available, else cpu), cpu, cuda, "
+        "cuda:N; beside trainings on the same GPU by default (docs/api.md)",
+    )
+    p.add_argument(
+        "--predict_models",
+        type=int,
+        default=2,
+        help="models the predictor keeps loaded, least recently used unloaded first (2)",
+    )
+    p.add_argument(
+        "--predict_idle_s",
+        type=float,
+        default=600.0,
+        help="seconds without a prediction after which the predictor unloads its models, "
+        "giving their GPU memory back to trainings (600)",
+    )
 
 
 def worker_parser() -> argparse.ArgumentParser:
@@ -84,6 +104,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--page_size", type=int, default=100, help="results per page (100)")
     p.add_argument(
+        "--max_file_mb",
+        type=int,
+        default=2048,
+        help="largest upload of POST /v1/files, in MiB (2048), streamed to disk",
+    )
+    p.add_argument(
+        "--ssl_certfile",
+        default=None,
+        help="serve https with this certificate (PEM); the official client reads prediction "
+        "outputs as files only from https URLs",
+    )
+    p.add_argument("--ssl_keyfile", default=None, help="the private key of --ssl_certfile")
+    p.add_argument(
         "--no_worker",
         action="store_true",
         help="serve the API only; trainings are run by `musicgen-ft worker` processes "
@@ -104,6 +137,8 @@ def config_from_args(args: argparse.Namespace, *, serve: bool = True) -> ServerC
             raise ValueError("--page_size must be 1 or more")
     if args.stale_s < 1:
         raise ValueError("--stale_s must be 1 or more")
+    if args.predict_models < 1:
+        raise ValueError("--predict_models must be 1 or more")
     url = database_url(args.db)
     if args.data_dir is None:
         if is_shared(url):
@@ -114,7 +149,17 @@ def config_from_args(args: argparse.Namespace, *, serve: bool = True) -> ServerC
         db_file = Path(url.removeprefix("sqlite:///"))
         args.data_dir = db_file.with_name(db_file.name + ".data")
     trainer = tuple(shlex.split(args.trainer)) if args.trainer else default_trainer_command()
-    extra = {"page_size": args.page_size, "run_worker": not args.no_worker} if serve else {}
+    extra: dict[str, Any] = {}
+    if serve:
+        if args.max_file_mb < 1:
+            raise ValueError("--max_file_mb must be 1 or more")
+        if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+            raise ValueError("give --ssl_certfile and --ssl_keyfile together")
+        extra = {
+            "page_size": args.page_size,
+            "run_worker": not args.no_worker,
+            "max_file_bytes": args.max_file_mb << 20,
+        }
     return ServerConfig(
         db=url,
         data_dir=args.data_dir.resolve(),
@@ -124,6 +169,9 @@ def config_from_args(args: argparse.Namespace, *, serve: bool = True) -> ServerC
         trainer_command=trainer,
         stale_s=args.stale_s,
         heartbeat_s=min(5.0, args.stale_s / 4),
+        predict_device=args.predict_device,
+        predict_models=args.predict_models,
+        predict_idle_s=args.predict_idle_s,
         **extra,
     )
 
@@ -163,11 +211,21 @@ def _serve(args: argparse.Namespace) -> None:
     from serving.app import create_app
 
     app = create_app(config)
+    scheme = "https" if args.ssl_certfile else "http"
     print(
-        f"musicgen-ft serve: http://{args.host}:{args.port} db={redact(str(config.db))} "
+        f"musicgen-ft serve: {scheme}://{args.host}:{args.port} db={redact(str(config.db))} "
         f"data={config.data_dir} tokens={len(config.tokens)} "
         f"private_urls={'allowed' if config.allow_private_urls else 'refused'}",
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        # An idle TLS keep-alive client never answers the close: do not wait for it long.
+        timeout_graceful_shutdown=5 if args.ssl_certfile else None,
+    )

@@ -38,6 +38,11 @@ class ServerConfig:
         stale_s: Silence after which a worker counts as dead and its training is resumed
             by another worker.
         max_attempts: Starts of one training (the first and its resumes) before it fails.
+        predict_device: Where the predictor generates: auto (cuda if available, else cpu),
+            cpu, cuda, cuda:N. By default the GPU trainings use (see serving/predict_runner).
+        predict_models: Models the predictor keeps loaded (least recently used unloaded).
+        predict_idle_s: Seconds without a prediction after which its models are unloaded.
+        max_file_bytes: Largest upload of POST /v1/files (413 above).
     """
 
     db: str | Path
@@ -55,6 +60,10 @@ class ServerConfig:
     heartbeat_s: float = 5.0
     stale_s: float = 30.0
     max_attempts: int = 3
+    predict_device: str = "auto"
+    predict_models: int = 2
+    predict_idle_s: float = 600.0
+    max_file_bytes: int = 2 << 30
 
     def __post_init__(self) -> None:
         assert self.page_size >= 1

@@ -91,6 +91,53 @@ webhook_secrets = sa.Table(
     sa.Column("secret", sa.String, nullable=False),
 )
 
+# Runs of a model (a fine-tuned version, or a base variant); the queue of the predictor.
+predictions = sa.Table(
+    "predictions",
+    METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String, nullable=False, unique=True),
+    sa.Column("token_id", sa.String, nullable=False),
+    sa.Column("model", sa.String, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    # What the predictor loads: a trained_model.tar, or (None) the base `variant`.
+    sa.Column("weights_path", sa.Text),
+    sa.Column("variant", sa.String, nullable=False),
+    sa.Column("input", sa.JSON, nullable=False),  # as the request gave it
+    sa.Column("params", sa.JSON, nullable=False),  # what the predictor runs (files resolved)
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("output", sa.String),  # the output file's name in the prediction's folder
+    sa.Column("webhook", sa.Text),
+    sa.Column("webhook_events_filter", sa.JSON),
+    sa.Column("base_url", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("completed_at", sa.Float),
+    sa.Column("worker_id", sa.String),
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("predictions_by_token", "token_id", "seq"),
+    sa.Index("predictions_by_status", "status", "seq"),
+)
+
+# Uploads of POST /v1/files, kept under <data_dir>/files/<id>/<name>.
+files = sa.Table(
+    "files",
+    METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String, nullable=False, unique=True),
+    sa.Column("token_id", sa.String, nullable=False),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("content_type", sa.String, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String, nullable=False),
+    sa.Column("md5", sa.String, nullable=False),
+    sa.Column("meta", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("files_by_token", "token_id", "seq"),
+)
+
 
 def database_url(value: str | Path) -> str:
     """`--db` as a SQLAlchemy URL: a URL is kept (postgresql:// means psycopg 3), a path is

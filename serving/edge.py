@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -115,21 +116,35 @@ class TokenAuth:
         return found
 
 
-class BodyLimit:
-    """ASGI middleware answering 413 to bodies over `limit` bytes, declared or streamed."""
+def require_token(request: Request) -> str:
+    """The calling token's id (401 without a valid bearer token or session)."""
+    auth: TokenAuth = request.app.state.auth
+    return auth(request)
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+
+TokenId = Annotated[str, Depends(require_token)]
+
+
+class BodyLimit:
+    """ASGI middleware answering 413 to bodies over `limit` bytes, declared or streamed.
+
+    `routes` gives some paths a limit of their own (uploads check their size as they stream
+    to disk, so their limit here is only a backstop)."""
+
+    def __init__(self, app: ASGIApp, limit: int, routes: Mapping[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.routes = dict(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.routes.get(scope.get("path", ""), self.default)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         seen = 0
         started = False
@@ -139,8 +154,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge(413, f"The request body is larger than {self.limit} bytes.")
+                if seen > limit:
+                    raise _TooLarge(413, f"The request body is larger than {limit} bytes.")
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -152,15 +167,15 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = json.dumps(
             {
                 "type": "about:blank",
                 "title": "Request too large",
                 "status": 413,
-                "detail": f"The request body is larger than {self.limit} bytes.",
+                "detail": f"The request body is larger than {limit} bytes.",
             }
         ).encode()
         await send(

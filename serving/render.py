@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from serving import trainer
+from serving import base_models, trainer
+from serving.base_models import BaseModel
+from serving.files import FileRow
 from serving.ids import iso
+from serving.predictions import PredictionRow
 from serving.store import TERMINAL, ModelRow, TrainingRow, VersionRow
 
 
@@ -13,20 +16,34 @@ def weights_url(base: str, owner: str, name: str, version_id: str) -> str:
     return f"{base}/v1/models/{owner}/{name}/versions/{version_id}/weights"
 
 
-def training(row: TrainingRow, logs: str, base: str) -> dict[str, Any]:
+def _run_fields(row: TrainingRow | PredictionRow, url: str) -> dict[str, Any]:
+    """Times, URLs and metrics of a training or prediction, as Replicate shows them."""
+    metrics: dict[str, float] = {}
+    if row.status in TERMINAL and row.completed_at is not None:
+        if row.started_at is not None:
+            metrics["predict_time"] = round(row.completed_at - row.started_at, 6)
+        metrics["total_time"] = round(row.completed_at - row.created_at, 6)
+    return {
+        "created_at": iso(row.created_at),
+        "started_at": iso(row.started_at),
+        "completed_at": iso(row.completed_at),
+        "urls": {"get": url, "cancel": f"{url}/cancel"},
+        "metrics": metrics,
+    }
+
+
+def training(
+    row: TrainingRow, logs: str, base: str, results: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A training; `results` (samples, curves) join its output once it succeeded."""
     output = None
     if row.output_version:
         owner, name = row.destination.split("/", 1)
         output = {
             "version": f"{row.destination}:{row.output_version}",
             "weights": weights_url(base, owner, name, row.output_version),
+            **(results or {}),
         }
-    metrics: dict[str, float] = {}
-    if row.status in TERMINAL and row.completed_at is not None:
-        if row.started_at is not None:
-            metrics["predict_time"] = round(row.completed_at - row.started_at, 6)
-        metrics["total_time"] = round(row.completed_at - row.created_at, 6)
-    url = f"{base}/v1/trainings/{row.id}"
     return {
         "id": row.id,
         "model": row.model,
@@ -39,11 +56,47 @@ def training(row: TrainingRow, logs: str, base: str) -> dict[str, Any]:
         "error": row.error,
         "output": output,
         "data_removed": False,
+        **_run_fields(row, f"{base}/v1/trainings/{row.id}"),
+    }
+
+
+def prediction_output_url(base: str, id: str, name: str) -> str:
+    return f"{base}/v1/predictions/{id}/output/{name}"
+
+
+def prediction(row: PredictionRow, logs: str | None, base: str) -> dict[str, Any]:
+    """A prediction; its output is the URL of the generated audio."""
+    output = None
+    if row.status == "succeeded" and row.output:
+        output = prediction_output_url(base, row.id, row.output)
+    return {
+        "id": row.id,
+        "model": row.model,
+        "version": row.version,
+        "input": row.input,
+        "source": "api",
+        "status": row.status,
+        "logs": logs,
+        "error": row.error,
+        "output": output,
+        "data_removed": False,
+        **_run_fields(row, f"{base}/v1/predictions/{row.id}"),
+    }
+
+
+def file(row: FileRow, base: str) -> dict[str, Any]:
+    """An uploaded file, as Replicate's files API shows it."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "content_type": row.content_type,
+        "size": row.size,
+        "etag": row.md5,
+        "checksums": {"sha256": row.sha256, "md5": row.md5},
+        "metadata": row.meta,
         "created_at": iso(row.created_at),
-        "started_at": iso(row.started_at),
-        "completed_at": iso(row.completed_at),
-        "urls": {"get": url, "cancel": f"{url}/cancel"},
-        "metrics": metrics,
+        "expires_at": None,
+        "urls": {"get": f"{base}/v1/files/{row.id}"},
     }
 
 
@@ -57,7 +110,25 @@ def version(id: str, created_at: float, schema: dict[str, Any]) -> dict[str, Any
 
 
 def destination_version(row: VersionRow) -> dict[str, Any]:
-    return version(row.id, row.created_at, trainer.destination_schema())
+    """A fine-tuned version: runnable (the predictor's schema) and carrying its weights."""
+    schema = base_models.predictor_schema(f"{row.owner}/{row.name}")
+    schema["components"]["schemas"].update(trainer.destination_schema()["components"]["schemas"])
+    return version(row.id, row.created_at, schema)
+
+
+def base_version(model: BaseModel) -> dict[str, Any]:
+    return version(model.version, base_models.CREATED_AT, base_models.predictor_schema(model.ref))
+
+
+def base_model(model: BaseModel, base: str) -> dict[str, Any]:
+    return _model(
+        base_models.OWNER,
+        model.name,
+        base,
+        description=base_models.description(model.variant),
+        visibility="public",
+        latest_version=base_version(model),
+    )
 
 
 def _model(owner: str, name: str, base: str, **fields: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ trainer would refuse minutes later is refused here at create time, with every ba
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,14 @@ class InvalidInputError(Exception):
         self.errors = errors
 
 
-def validate_input(raw: Any, *, allow_private_urls: bool) -> TrainInputs:
+def validate_input(
+    raw: Any, *, allow_private_urls: bool, local: Mapping[str, str] | None = None
+) -> TrainInputs:
     """Check a request's `input` against the trainer's inputs.
 
-    `allow_private_urls` is the operator's setting; a request may not set it.
+    `allow_private_urls` is the operator's setting; a request may not set it. `local` maps
+    URL inputs that named this server's own uploads to the stored files' paths (resolved by
+    the server, so they are not URLs to check).
 
     Raises:
         InvalidInputError: naming each bad field (`input.<name>`).
@@ -54,7 +59,8 @@ def validate_input(raw: Any, *, allow_private_urls: bool) -> TrainInputs:
         for name in raw
         if name in OPERATOR_ONLY
     ]
-    values = {k: v for k, v in raw.items() if k not in OPERATOR_ONLY}
+    resolved = dict(local or {})
+    values = {k: v for k, v in raw.items() if k not in OPERATOR_ONLY} | resolved
     if "dataset_path" not in values:
         errors.append(FieldError("input.dataset_path", "is required: the URL of the dataset"))
     inputs: TrainInputs | None = None
@@ -68,7 +74,8 @@ def validate_input(raw: Any, *, allow_private_urls: bool) -> TrainInputs:
         ]
     for name in URL_INPUTS:
         value = values.get(name)
-        if isinstance(value, str) and value and not _has_error(errors, name):
+        checked = name not in resolved and not _has_error(errors, name)
+        if isinstance(value, str) and value and checked:
             try:
                 check_url(value, allow_private=allow_private_urls, field=name)
             except UnsafeUrlError as exc:

@@ -82,7 +82,7 @@ def failure_message(returncode: int, logs: str) -> str:
     return jobfiles.last_line(logs) or f"The trainer exited with code {returncode}."
 
 
-def _dead_worker_here(worker_id: str | None) -> bool:
+def dead_worker_here(worker_id: str | None) -> bool:
     """Whether `worker_id` names a worker process of this machine that no longer runs."""
     if worker_id is None:
         return True  # released, or from before heartbeats
@@ -124,7 +124,7 @@ class Worker:
         give their trainings back to the queue, to be resumed now rather than once their
         heartbeats go stale. Queued trainings stay queued."""
         for row in self._store.trainings_with_status("processing"):
-            if not _dead_worker_here(row.worker_id):
+            if not dead_worker_here(row.worker_id):
                 continue  # alive, or on another machine: its heartbeats decide
             self._stop_leftover(row)
             if self._store.release(row.id, row.worker_id):

@@ -119,8 +119,20 @@ def test_models_through_the_official_client(server: Server) -> None:
     with pytest.raises(ReplicateError) as info:
         c.models.create("alice", "tuned", visibility="private", hardware="gpu")
     assert info.value.status == 409 and "already exists" in str(info.value.detail)
+    # then the base variants, runnable (a prediction input schema) but not trainable
+    bases = [m for m in models if m.id.startswith("musicgen-ft/musicgen-") and m is not trainer]
+    assert "musicgen-ft/musicgen-small" in [m.id for m in bases]
+    for base in bases:
+        base_version = c.models.get(base.id).latest_version
+        assert len(base_version.id) == 64 and base_version.id != version.id
+        schemas = base_version.openapi_schema["components"]["schemas"]
+        assert {"prompt", "duration", "output_format"} <= set(schemas["Input"]["properties"])
+        assert [v.id for v in base.versions.list()] == [base_version.id]
     other = client(server, OTHER_TOKEN)
-    assert [m.id for m in other.models.list().results] == [trainer.id]
+    assert [m.id for m in other.models.list().results] == [trainer.id] + [m.id for m in bases]
+    with pytest.raises(ReplicateError) as info:
+        c.models.create("musicgen-ft", "musicgen-small", visibility="private", hardware="gpu")
+    assert info.value.status == 409
     with pytest.raises(ReplicateError) as info:
         other.models.get(DEST)
     assert info.value.status == 404

@@ -147,6 +147,70 @@ async function ensureModel(ref) {
   }
 }
 
+// --- label review ----------------------------------------------------------------------
+
+const LABEL_COLUMNS = ["source", "chunk_id", "key", "scale", "bpm", "genres", "moods",
+  "instruments", "description"];
+
+function csvCell(value) {
+  const text = value === null || value === undefined ? "" : String(value);
+  return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function labelTable(files) {
+  const head = el("tr", {}, ...["File", "Key", "Scale", "BPM", "Genres", "Moods", "Instruments",
+    "Description"].map((t) => el("th", { scope: "col", text: t })));
+  const rows = files.map((f) => {
+    const cell = (key, value, attrs = {}) => el("td", {}, el("input", { type: "text",
+      "data-key": key, value: value ?? "", "aria-label": `${key} of ${f.source}`, ...attrs }));
+    const scale = el("select", { "data-key": "scale", "aria-label": `scale of ${f.source}` },
+      ...["", "major", "minor"].map((v) => el("option", { value: v, text: v || "—",
+        selected: v === (f.scale || "") })));
+    return el("tr", { "data-source": f.source }, el("th", { scope: "row", text: f.source }),
+      cell("key", f.key, { size: 3 }), el("td", {}, scale),
+      cell("bpm", f.bpm === null || f.bpm === undefined ? "" : Math.round(f.bpm), { size: 4 }),
+      cell("genres", (f.genres || []).join("; ")), cell("moods", (f.moods || []).join("; ")),
+      cell("instruments", (f.instruments || []).join("; ")),
+      cell("description", f.description));
+  });
+  return el("table", { id: "labels" }, el("caption", { text: "Automatic labels: edit any cell" }),
+    head, ...rows);
+}
+
+function labelsCsv(table) {
+  const lines = [LABEL_COLUMNS.join(",")];
+  for (const tr of table.querySelectorAll("tr[data-source]")) {
+    const value = (key) => { const n = tr.querySelector(`[data-key=${key}]`); return n ? n.value : ""; };
+    lines.push(LABEL_COLUMNS.map((c) => csvCell(c === "source" ? tr.dataset.source
+      : c === "chunk_id" ? "" : value(c))).join(","));
+  }
+  return lines.join("\n") + "\n";
+}
+
+async function reviewLabels(datasetUrl, box, labelsField) {
+  say("Labelling the dataset…");
+  let job = await api("POST", "/v1/labels", { dataset_path: datasetUrl });
+  while (job.status === "processing") {
+    await new Promise((r) => setTimeout(r, 1000));
+    job = await api("GET", `/v1/labels/${job.id}`);
+  }
+  if (job.status !== "succeeded") throw new Error(job.error || "labelling failed");
+  const table = labelTable(job.files);
+  const save = el("button", { type: "button", text: "Save labels" });
+  save.addEventListener("click", async () => {
+    try {
+      const blob = new Blob([labelsCsv(table)], { type: "text/csv" });
+      const file = await upload(blob, "labels.csv", el("progress"));
+      labelsField.value = file.urls.get;
+      say("Labels saved: the training will use them (labels_file).");
+    } catch (error) {
+      say(error.message, true);
+    }
+  });
+  box.replaceChildren(table, save, ...(job.notes || []).map((n) => el("p", { class: "help", text: n })));
+  say("");
+}
+
 async function showNew() {
   const { model, version } = await trainer();
   const schema = version.openapi_schema.components.schemas.TrainingInput;
@@ -167,6 +231,39 @@ async function showNew() {
       .filter(([name]) => name !== "dataset_path")
       .map(([name, spec]) => field(name, spec, required.has(name))));
   const start = el("button", { type: "submit", text: "Start training" });
+  const review = el("button", { type: "button", class: "secondary", text: "Review labels" });
+  const reviewBox = el("div", { id: "label-review" });
+  let uploaded = null; // {file, url}: one upload serves the review and the training
+  async function datasetUrl() {
+    if (dataset.files.length) {
+      if (!uploaded || uploaded.file !== dataset.files[0]) {
+        say("Uploading the dataset…");
+        const file = dataset.files[0];
+        uploaded = { file, url: (await upload(file, file.name, bar)).urls.get };
+      }
+      return uploaded.url;
+    }
+    if (folder.files.length) {
+      if (!uploaded || uploaded.file !== folder.files) {
+        say("Packing the folder…");
+        const blob = await window.zipFiles([...folder.files]);
+        uploaded = { file: folder.files, url: (await upload(blob, "dataset.zip", bar)).urls.get };
+      }
+      return uploaded.url;
+    }
+    if (url.value) return url.value;
+    throw new Error("Choose a dataset: a file, a folder or a URL.");
+  }
+  review.addEventListener("click", async () => {
+    review.disabled = true;
+    try {
+      await reviewLabels(await datasetUrl(), reviewBox, form.elements.namedItem("labels_file"));
+    } catch (error) {
+      say(error.message, true);
+    } finally {
+      review.disabled = false;
+    }
+  });
   const form = el("form", { "aria-labelledby": "new-title" },
     el("h2", { id: "new-title", text: "New training" }),
     el("label", { for: "dataset", text: "Dataset" }), dataset,
@@ -174,7 +271,7 @@ async function showNew() {
       text: "A .zip or .tar of your music, or one audio file. Uploaded to this server." }),
     el("label", { for: "dataset-folder", text: "Or a folder of audio" }), folder,
     el("label", { for: "dataset-url", text: "Or a dataset URL" }), url,
-    bar,
+    bar, review, reviewBox,
     el("label", { for: "destination", text: "Destination model" }), destination,
     el("span", { class: "help", text: "owner/name: each training adds a version to it." }),
     options, start);
@@ -183,18 +280,7 @@ async function showNew() {
     start.disabled = true;
     try {
       const input = readForm(form, properties);
-      if (dataset.files.length) {
-        say("Uploading the dataset…");
-        input.dataset_path = (await upload(dataset.files[0], dataset.files[0].name, bar)).urls.get;
-      } else if (folder.files.length) {
-        say("Packing the folder…");
-        const blob = await window.zipFiles([...folder.files]);
-        input.dataset_path = (await upload(blob, "dataset.zip", bar)).urls.get;
-      } else if (url.value) {
-        input.dataset_path = url.value;
-      } else {
-        throw new Error("Choose a dataset: a file, a folder or a URL.");
-      }
+      input.dataset_path = await datasetUrl();
       await ensureModel(destination.value);
       say("Starting the training…");
       const training = await api("POST",
