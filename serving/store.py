@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from musicgen_ft.constants import TERMINAL_STATUSES
-from serving import db
+from serving import db, jobqueue
 from serving.db import models, trainer_versions, trainings, versions, webhook_secrets
 
 TERMINAL = TERMINAL_STATUSES
@@ -188,54 +188,21 @@ class Store:
 
         A claimed training is `processing`, holds `worker_id` and a fresh heartbeat, and has
         `attempts` counted up (2 and more: a resume)."""
-        now = time.time()
-        c = trainings.c
-        orphaned = sa.and_(
-            c.status == "processing",
-            sa.or_(c.heartbeat_at.is_(None), c.heartbeat_at < now - stale_s),
+        found = jobqueue.claim(
+            self.engine,
+            trainings,
+            worker_id,
+            stale_s=stale_s,
+            started_at=sa.func.coalesce(trainings.c.started_at, time.time()),
+            pid=None,
         )
-        query = (
-            trainings.select()
-            .where(sa.or_(c.status == "starting", orphaned))
-            .order_by(c.seq)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        with self.engine.begin() as conn:
-            found = conn.execute(query).first()
-            if found is None:
-                return None
-            conn.execute(
-                trainings.update()
-                .where(c.id == found.id)
-                .values(
-                    status="processing",
-                    worker_id=worker_id,
-                    heartbeat_at=now,
-                    started_at=sa.func.coalesce(c.started_at, now),
-                    attempts=c.attempts + 1,
-                    pid=None,
-                )
-            )
-            claimed: TrainingRow = _row(
-                TrainingRow, conn.execute(trainings.select().where(c.id == found.id)).first()
-            )
+        claimed: TrainingRow | None = _row(TrainingRow, found)
         return claimed
 
     def heartbeat(self, id: str, worker_id: str) -> str | None:
         """Renew `worker_id`'s hold on training `id`; returns its status (e.g. `canceled`
         when the API canceled it), or None when the job is no longer held by this worker."""
-        c = trainings.c
-        with self.engine.begin() as conn:
-            conn.execute(
-                trainings.update()
-                .where(c.id == id, c.worker_id == worker_id, c.status == "processing")
-                .values(heartbeat_at=time.time())
-            )
-            row = conn.execute(sa.select(c.status, c.worker_id).where(c.id == id)).first()
-        if row is None or row.worker_id != worker_id:
-            return None
-        return str(row.status)
+        return jobqueue.heartbeat(self.engine, trainings, id, worker_id)
 
     def release(self, id: str, worker_id: str | None = None) -> bool:
         """Give a running training back to the queue to be resumed by the next claim.
@@ -259,20 +226,9 @@ class Store:
     ) -> bool:
         """Move an active training to a terminal status. False if it already ended (races)."""
         assert status in TERMINAL
-        c = trainings.c
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                trainings.update()
-                .where(c.id == id, c.status.in_(ACTIVE))
-                .values(
-                    status=status,
-                    error=error,
-                    output_version=output_version,
-                    completed_at=time.time(),
-                    heartbeat_at=None,
-                )
-            )
-        return result.rowcount == 1
+        return jobqueue.finish(
+            self.engine, trainings, id, status, error=error, output_version=output_version
+        )
 
     # --- models and versions ---------------------------------------------------------------
 
