@@ -95,6 +95,7 @@ def run_job(
     from preprocessing.stage import prepare_dataset
     from training import identity
     from training.base_config import architecture_overrides
+    from training.batching import resolve_batch_plan
     from training.export import add_results, job_metadata, read_history, read_metadata, write_tar
     from training.launch import (
         data_workers,
@@ -103,12 +104,9 @@ def run_job(
         run_training,
     )
     from training.manifest import write_manifest
-    from training.overrides import (
-        TrainPlan,
-        build_overrides,
-        hyperparameter_notes,
-        plan_batch_size,
-    )
+    from training.memory import device_memory
+    from training.overrides import TrainPlan, build_overrides, hyperparameter_notes
+    from training.precision import choose_precision, device_caps
 
     variant = get_variant(inputs.model_version)
     resources = resources or detect_topology()
@@ -125,8 +123,18 @@ def run_job(
     # Everything that can be refused is checked before any heavy work.
     with times.stage("check"):
         identity.check_same_inputs(output_dir, inputs)
-        batch_size, notes = plan_batch_size(inputs.batch_size, resources.world_size, variant)
-        notes += hyperparameter_notes(inputs)
+        precision = choose_precision(device_caps(resources.device), inputs.optimizer)
+        batch = resolve_batch_plan(
+            inputs.batch_size,
+            resources.world_size,
+            variant,
+            device=resources.device,
+            optimizer=inputs.optimizer,
+            device_bytes=device_memory(resources.device),
+            autocast=precision.autocast is not None,
+        )
+        batch_size = batch.global_batch
+        notes = [*batch.notes, *hyperparameter_notes(inputs)]
         for note in notes:
             logger.warning("%s", note)
         fetch_settings = FetchSettings(allow_private=inputs.allow_private_urls)
@@ -151,6 +159,7 @@ def run_job(
             resources.world_size,
             batch_size,
         )
+        logger.info("batch plan: %s; precision: %s", batch.describe(), precision.to_dict())
 
     dataset = prepare_dataset(
         inputs.dataset_path,
@@ -213,6 +222,8 @@ def run_job(
         num_workers=data_workers(resources),
         job_id=job_id,
         architecture=architecture,
+        micro_batch=batch.micro_batch,
+        precision=precision,
     )
     overrides = build_overrides(plan)
     with times.stage("train"):
@@ -242,6 +253,8 @@ def run_job(
             vocabulary=build_vocabulary(infos.values()),
             training={
                 "batch_size": batch_size,
+                "batch_plan": batch.to_dict(),
+                "precision": precision.to_dict(),
                 "world_size": resources.world_size,
                 "nodes": resources.nnodes,
                 "launcher": resources.launcher,

@@ -3,7 +3,8 @@
 Each entry says how the released checkpoint is laid out (where its weights live, which files),
 what it produces (sample rate, channels) and how AudioCraft's MusicGen solver must be configured
 to train it (solver config, LM scale, codebooks, conditioning). Nothing downstream branches on
-variant names; it reads these fields.
+variant names; it reads these fields. How many samples fit one GPU follows from the LM's
+shape (training/memory.py), not from a number per variant.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ class Variant:
         text_conditioner: Hugging Face id of the T5 the conditioner loads, None when the text
             conditioner needs no download.
         melody: True when the model is also conditioned on a chroma of a melody.
-        max_batch: Largest global batch trained on the reference box (8 x A100 80 GB).
         continuation: Whether audio continuation is supported at generation time.
         max_duration: Longest generation in seconds (None: unlimited, by windowing).
     """
@@ -48,7 +48,6 @@ class Variant:
     lm_overrides: tuple[str, ...]
     text_conditioner: str | None = "t5-base"
     melody: bool = False
-    max_batch: int = 128
     continuation: bool = True
     max_duration: float | None = None
     notes: str = ""
@@ -99,7 +98,6 @@ VARIANTS: dict[str, Variant] = {
             n_q=4,
             card=2048,
             lm_overrides=("model/lm/model_scale=medium",),
-            max_batch=8,
         ),
         Variant(
             name="melody",
@@ -111,7 +109,6 @@ VARIANTS: dict[str, Variant] = {
             card=2048,
             lm_overrides=("model/lm/model_scale=medium",),
             melody=True,
-            max_batch=8,
             continuation=False,
             max_duration=30.0,
         ),
@@ -134,7 +131,6 @@ VARIANTS: dict[str, Variant] = {
             n_q=8,
             card=2048,
             lm_overrides=("model/lm/model_scale=medium", *_STEREO),
-            max_batch=8,
         ),
         Variant(
             name="stereo-melody",
@@ -146,7 +142,6 @@ VARIANTS: dict[str, Variant] = {
             card=2048,
             lm_overrides=("model/lm/model_scale=medium", *_STEREO),
             melody=True,
-            max_batch=8,
             continuation=False,
             max_duration=30.0,
         ),
@@ -160,7 +155,6 @@ VARIANTS: dict[str, Variant] = {
             card=64,
             lm_overrides=_DEBUG_LM,
             text_conditioner=None,
-            max_batch=8 * 64,
             notes="tiny random model built locally; for tests and CPU demos",
         ),
         Variant(
@@ -173,7 +167,6 @@ VARIANTS: dict[str, Variant] = {
             card=64,
             lm_overrides=(*_DEBUG_LM, *_STEREO),
             text_conditioner=None,
-            max_batch=8 * 64,
             notes="tiny random stereo model (interleaved codebooks) built locally; for tests",
         ),
     )

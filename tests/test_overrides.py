@@ -8,7 +8,14 @@ import pytest
 
 from musicgen_ft.inputs import TrainInputs
 from musicgen_ft.variants import VARIANTS, get_variant
-from training.overrides import TrainPlan, build_overrides, schedule_overrides
+from training.overrides import (
+    TrainPlan,
+    build_overrides,
+    hyperparameter_notes,
+    schedule_overrides,
+    warmup_steps,
+)
+from training.precision import DeviceCaps, choose_precision
 
 COMMON_TAIL = [
     "datasource.train=/job/egs/train",
@@ -17,8 +24,12 @@ COMMON_TAIL = [
     "datasource.generate=/job/egs/valid",
     "device=cuda",
     "autocast=true",
+    "autocast_dtype=float16",
+    "transformer_lm.memory_efficient=true",
+    "efficient_attention_backend=torch",
     "seed=2036",
     "dataset.batch_size=16",
+    "+musicgen_ft_micro_batch=2",
     "dataset.num_workers=2",
     "dataset.segment_duration=30",
     "dataset.min_segment_ratio=1.0",
@@ -46,7 +57,6 @@ COMMON_TAIL = [
     "checkpoint.save_every=0",
     "logging.log_tensorboard=false",
     "logging.log_updates=20",
-    "efficient_attention_backend=torch",
 ]
 
 
@@ -229,3 +239,63 @@ def test_no_training_on_padding(tmp_path: Path) -> None:
             assert float(wav[..., -rate:].abs().max()) > 0.1  # real audio up to the end
         else:
             assert info.n_frames == int(10.0 * rate) < info.total_frames
+
+
+def test_micro_batch_and_precision_reach_the_solver() -> None:
+    bf16 = choose_precision(DeviceCaps("cuda", bf16=True), "adamw", env={})
+    got = build_overrides(plan_for("small", world_size=1, micro_batch=5, precision=bf16))
+    assert "dataset.batch_size=16" in got and "+musicgen_ft_micro_batch=5" in got
+    assert "autocast_dtype=bfloat16" in got and "++optim.adam.fused=true" in got
+    whole = build_overrides(plan_for("small", world_size=2))
+    assert "+musicgen_ft_micro_batch=8" in whole  # no accumulation: the process's whole share
+    cpu = build_overrides(plan_for("debug", world_size=1, device="cpu"))
+    assert "autocast=false" in cpu and not any("autocast_dtype" in o for o in cpu)
+
+
+def test_warmup_is_kept_below_the_run_length() -> None:
+    """AudioCraft's cosine schedule divides by (total - warmup) at its last step."""
+    import torch
+    from audiocraft.optim import CosineLRScheduler
+
+    def run(warmup: int, total: int) -> list[float]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = CosineLRScheduler(opt, total_steps=total, warmup_steps=warmup)
+        lrs = []
+        for _ in range(total):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return lrs
+
+    with pytest.raises(ZeroDivisionError):
+        run(8, 8)  # AudioCraft as is: warmup == total updates
+    assert warmup_steps(8, 8) == 7 and warmup_steps(8, 3) == 2 and warmup_steps(8, 300) == 8
+    assert warmup_steps(8, 1) == 0 and warmup_steps(0, 5) == 0
+    assert max(run(warmup_steps(8, 8), 8)) == 1.0  # the lr is reached, then decays
+    assert run(warmup_steps(8, 1), 1) == [1.0]
+    short = TrainInputs(dataset_path="d", epochs=1, updates_per_epoch=8)
+    assert schedule_overrides(short, 8) == [
+        "schedule.lr_scheduler=cosine",
+        "schedule.cosine.warmup=7",
+    ]
+    assert any("warmup=8 is not shorter than the run's 8 updates; using 7" in n
+               for n in hyperparameter_notes(short))  # fmt: skip
+    assert not any("warmup" in n for n in hyperparameter_notes(TrainInputs(dataset_path="d")))
+
+
+def test_hardware_choices_are_not_part_of_the_experiment(tmp_path: Path) -> None:
+    """Another GPU (bf16 or not, its memory: the micro-batch) resumes the same experiment."""
+    from training.launch import experiment_folder
+
+    fp16 = choose_precision(DeviceCaps("cuda", bf16=False), "adamw", env={})
+    bf16 = choose_precision(
+        DeviceCaps("cuda", bf16=True), "adamw", env={"MUSICGEN_FT_COMPILE": "1"}
+    )
+    inputs = TrainInputs(dataset_path="d.zip", model_version="small", optimizer="adamw")
+    one = experiment_folder(
+        build_overrides(plan_for("small", inputs=inputs, precision=fp16)), tmp_path
+    )
+    other = build_overrides(plan_for("small", inputs=inputs, precision=bf16, micro_batch=1))
+    assert experiment_folder(other, tmp_path) == one
+    changed = TrainInputs(dataset_path="d.zip", model_version="small", optimizer="adamw", lr=2e-4)
+    assert experiment_folder(build_overrides(plan_for("small", inputs=changed)), tmp_path) != one

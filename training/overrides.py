@@ -13,6 +13,7 @@ from pathlib import Path
 from musicgen_ft.constants import CHUNK_SECONDS
 from musicgen_ft.inputs import TrainInputs
 from musicgen_ft.variants import Variant
+from training.precision import DeviceCaps, Precision, choose_precision
 
 # Schedulers whose AudioCraft config has a `warmup` key.
 _WARMUP_SCHEDULERS = ("cosine", "polynomial_decay", "inverse_sqrt", "linear_warmup")
@@ -32,8 +33,10 @@ class TrainPlan:
         base_model_dir: Directory with the base `state_dict.bin` and
             `compression_state_dict.bin` (released format).
         egs_dir: Directory holding the `train/` and `valid/` manifests.
-        batch_size: Global batch size after the world-size rule (see plan_batch_size).
+        batch_size: Global batch size after the world-size rule (training/batching.py).
         world_size: Number of training processes (GPUs, or 1 on CPU).
+        micro_batch: Most samples a process computes at once (gradient accumulation over the
+            rest of its share of the batch); None: its whole share.
         device: "cuda" or "cpu".
         valid_examples: Number of validation chunks.
         ema: Whether to keep an exponential moving average of the weights.
@@ -42,6 +45,8 @@ class TrainPlan:
             None: the variant's own table (unit tests of the list itself).
         job_id: The job's identity (training/identity.py); part of Dora's experiment signature,
             so a different job never resumes another's checkpoint.
+        precision: Autocast, fused optimizer, attention, compile (training/precision.py);
+            None: the rule for `device` without bfloat16 (AudioCraft's fp16 on CUDA).
     """
 
     inputs: TrainInputs
@@ -56,10 +61,29 @@ class TrainPlan:
     num_workers: int = 2
     job_id: str = ""
     architecture: tuple[str, ...] | None = None
+    micro_batch: int | None = None
+    precision: Precision | None = None
 
     @property
     def total_updates(self) -> int:
         return self.inputs.epochs * self.inputs.updates_per_epoch
+
+    @property
+    def per_process_micro_batch(self) -> int:
+        per_process = self.batch_size // self.world_size
+        return min(self.micro_batch or per_process, per_process)
+
+    @property
+    def resolved_precision(self) -> Precision:
+        if self.precision is not None:
+            return self.precision
+        return choose_precision(DeviceCaps(device=self.device), self.inputs.optimizer, env={})
+
+
+def warmup_steps(warmup: int, total_updates: int) -> int:
+    """The warmup, kept below the run's length: AudioCraft's cosine schedule divides by
+    (total - warmup) at the last step, and a warmup as long as the run never reaches the lr."""
+    return max(0, min(warmup, total_updates - 1))
 
 
 def schedule_overrides(inputs: TrainInputs, total_updates: int) -> list[str]:
@@ -68,7 +92,7 @@ def schedule_overrides(inputs: TrainInputs, total_updates: int) -> list[str]:
         return ["schedule.lr_scheduler=null"]
     out = [f"schedule.lr_scheduler={name}"]
     if name in _WARMUP_SCHEDULERS:
-        out.append(f"schedule.{name}.warmup={inputs.warmup}")
+        out.append(f"schedule.{name}.warmup={warmup_steps(inputs.warmup, total_updates)}")
     if name == "exponential":
         decay = EXPONENTIAL_FINAL_RATIO ** (1.0 / max(1, total_updates))
         out.append(f"schedule.exponential.lr_decay={decay:.8f}")
@@ -80,7 +104,6 @@ def build_overrides(plan: TrainPlan) -> list[str]:
     v, inp = plan.variant, plan.inputs
     base = plan.base_model_dir.resolve()
     egs = plan.egs_dir.resolve()
-    on_gpu = plan.device == "cuda"
     # Every training process must see at least one validation example (a rank with an empty
     # loader crashes AudioCraft's metric averaging): round up to a multiple of the world size,
     # repeating examples when there are fewer than processes.
@@ -101,9 +124,10 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         f"datasource.evaluate={egs / 'valid'}",
         f"datasource.generate={egs / 'valid'}",
         f"device={plan.device}",
-        f"autocast={'true' if on_gpu else 'false'}",
+        *plan.resolved_precision.overrides(),
         f"seed={inp.seed}",
         f"dataset.batch_size={plan.batch_size}",
+        f"+musicgen_ft_micro_batch={plan.per_process_micro_batch}",
         f"dataset.num_workers={plan.num_workers}",
         f"dataset.segment_duration={CHUNK_SECONDS:g}",
         # No training on padding: chunks are cut at the segment length, so a segment never
@@ -144,51 +168,21 @@ def build_overrides(plan: TrainPlan) -> list[str]:
         "checkpoint.save_every=0",
         "logging.log_tensorboard=false",
         f"logging.log_updates={min(inp.updates_per_epoch, LOG_LINES_PER_EPOCH)}",
-        "efficient_attention_backend=torch",
     ]
     if plan.job_id:
         overrides.append(f"+musicgen_ft_job={plan.job_id}")
     return overrides
 
 
-def plan_batch_size(requested: int, world_size: int, variant: Variant) -> tuple[int, list[str]]:
-    """Apply the batch-size rules; return (batch size, warnings to log and record).
-
-    The global batch must split evenly over the training processes. A value that does not is
-    rounded down to a multiple of the world size (never to 0: a batch smaller than the world
-    size is refused). Each variant has a per-GPU memory cap, from its `max_batch` on the 8-GPU
-    reference box.
-    """
-    from musicgen_ft.errors import InputError
-
-    notes: list[str] = []
-    if requested < world_size:
-        raise InputError(
-            "batch_size",
-            f"batch_size={requested} is smaller than the {world_size} GPUs found; "
-            f"use {world_size} or a multiple of it",
-        )
-    batch = requested
-    cap = max(1, math.ceil(variant.max_batch / 8)) * world_size
-    if batch > cap:
-        notes.append(
-            f"batch_size={batch} exceeds what {variant.name} fits on {world_size} "
-            f"process(es) ({cap}, i.e. {cap // world_size} per 80 GB GPU); using {cap}"
-        )
-        batch = cap
-    if batch % world_size:
-        adjusted = (batch // world_size) * world_size
-        notes.append(
-            f"batch_size={batch} does not divide by the {world_size} training processes; "
-            f"using {adjusted}"
-        )
-        batch = adjusted
-    return batch, notes
-
-
 def hyperparameter_notes(inputs: TrainInputs) -> list[str]:
     """Warnings for settings that do not do what users usually expect."""
     notes = []
+    total = inputs.epochs * inputs.updates_per_epoch
+    warmup = warmup_steps(inputs.warmup, total)
+    if inputs.lr_scheduler in _WARMUP_SCHEDULERS and warmup != inputs.warmup:
+        notes.append(
+            f"warmup={inputs.warmup} is not shorter than the run's {total} updates; using {warmup}"
+        )
     if inputs.optimizer == "dadam" and inputs.lr < 0.1:
         notes.append(
             f"optimizer=dadam with lr={inputs.lr:g}: D-Adaptation scales its own step size by "

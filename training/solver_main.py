@@ -1,9 +1,11 @@
-"""Dora entry point for fine-tunes: AudioCraft's training main with two changes.
+"""Dora entry point for fine-tunes: AudioCraft's training main with three changes.
 
 1. This project's `config/` folder is appended to Hydra's search path, so our groups (the job's
    dataset, the debug LM scale) compose with AudioCraft's own tree.
 2. Distributed init picks gloo when no CUDA device is visible (AudioCraft always asks flashy for
    nccl), so data-parallel training also runs on CPU processes (tests, CPU-only boxes).
+3. The MusicGen solver is ours (training/solver.py): gradient accumulation over micro-batches,
+   per-update losses in `train_steps.jsonl`, optional torch.compile.
 
 Launched as `dora -P training --main_module solver_main run ...` (see training/launch.py) or,
 for multi-node jobs, through torchrun.
@@ -56,8 +58,28 @@ def main(cfg):  # type: ignore[no-untyped-def]
         log_name="solver.log.{rank}",
     )
     flashy.distrib.init(distributed_backend())
-    solver = ac_train.get_solver(cfg)
+    solver = get_solver(cfg)
     return solver.run()
+
+
+def get_solver(cfg):  # type: ignore[no-untyped-def]
+    """`audiocraft.train.get_solver` with our MusicGen solver (gradient accumulation:
+    training/solver.py): the global batch sizes become per-process ones, as there."""
+    from audiocraft import solvers
+
+    from training.solver import FineTuneSolver
+
+    world = flashy.distrib.world_size()
+    assert cfg.dataset.batch_size % world == 0
+    cfg.dataset.batch_size //= world
+    for split in ["train", "valid", "evaluate", "generate"]:
+        if hasattr(cfg.dataset, split) and hasattr(cfg.dataset[split], "batch_size"):
+            assert cfg.dataset[split].batch_size % world == 0
+            cfg.dataset[split].batch_size //= world
+    ac_train.resolve_config_dset_paths(cfg)
+    if cfg.solver == "musicgen":
+        return FineTuneSolver(cfg)
+    return solvers.get_solver(cfg)
 
 
 main.dora.dir = AudioCraftEnvironment.get_dora_dir()
@@ -67,12 +89,18 @@ main.dora.dir = AudioCraftEnvironment.get_dora_dir()
 # re-run with another GPU or process count resumes the same experiment (the job's identity,
 # `musicgen_ft_job`, covers the batch size the user asked for). Dora reads its exclusions from
 # the entry point, not from the composed config, so they are added here.
+# The micro-batch and the precision follow the GPUs (their memory, bf16 support), and neither
+# changes what is trained: a re-run on other hardware resumes the same experiment too.
 PROCESS_DEPENDENT = [
     "dataset.batch_size",
     "dataset.valid.num_samples",
     "dataset.evaluate.num_samples",
     "dataset.generate.num_samples",
     "optim.ema.device",
+    "musicgen_ft_micro_batch",
+    "musicgen_ft_compile",
+    "autocast_dtype",
+    "optim.adam.fused",
 ]
 main.dora.exclude += [k for k in PROCESS_DEPENDENT if k not in main.dora.exclude]
 
