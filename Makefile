@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export USER ?= $(shell id -un 2>/dev/null || echo musicgen-ft)
 
-.PHONY: setup demo serve-demo test lint pytest bench clean
+.PHONY: setup demo serve-demo test lint pytest bench clean image image-test
 
 setup:
 	@bash scripts/setup.sh
@@ -37,3 +37,12 @@ bench: setup
 
 clean:
 	rm -rf demo runs .pytest_cache .mypy_cache .ruff_cache
+
+# The container image musicgen-ft:latest (docker when its daemon answers, else buildah; no
+# Docker needed), and the same build checked from the inside: a debug fine-tune, a clip, the
+# API server and Cog's server, offline (docs/cog.md). Neither needs `make setup`.
+image:
+	@bash scripts/image.sh build
+
+image-test:
+	@bash scripts/image.sh test

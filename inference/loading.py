@@ -90,12 +90,26 @@ def extract_finetune(tar_path: Path) -> tuple[Path, dict[str, Any]]:
             names = tar.getnames()
             if LM_FILE not in names:
                 raise InputError("weights", f"{tar_path} has no {LM_FILE}; is it a fine-tune?")
-            tar.extractall(tmp, filter="data")
+            _extract_safely(tar, tmp)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     meta_path = target / "metadata.json"
     metadata = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return target, metadata
+
+
+def _extract_safely(tar: tarfile.TarFile, dest: Path) -> None:
+    """Regular files only, inside `dest`. Python's `filter="data"` where it exists (3.11.4+,
+    3.10.12+); Debian bookworm's Python 3.11.2 lacks it, so the same rule by hand there."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    safe = [
+        m
+        for m in tar.getmembers()
+        if m.isfile() and not m.name.startswith("/") and ".." not in Path(m.name).parts
+    ]
+    tar.extractall(dest, members=safe)
 
 
 def load_model(

@@ -90,3 +90,28 @@ def test_debug_model_build_is_deterministic(debug_model_dir: Path, tmp_path: Pat
         b = torch.load(other / name, weights_only=True)["best_state"]
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fine_tunes_extract_safely_on_pythons_without_the_data_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Debian bookworm's Python 3.11.2 (the image's base) has no tarfile.data_filter."""
+    import io
+    import tarfile
+
+    from inference.loading import _extract_safely
+
+    archive = tmp_path / "x.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("state_dict.bin", "../escape.bin", "/abs.bin"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+        link = tarfile.TarInfo("link")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    monkeypatch.delattr(tarfile, "data_filter")
+    with tarfile.open(archive) as tar:
+        _extract_safely(tar, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["state_dict.bin"]
+    assert not (tmp_path / "escape.bin").exists()
