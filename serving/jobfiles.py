@@ -10,22 +10,23 @@ import time
 from pathlib import Path
 
 
-def job_dir(data_dir: Path, training_id: str) -> Path:
+def job_dir(data_dir: Path, training_id: str, kind: str = "trainings") -> Path:
+    """The folder of one job; `kind` is "trainings" or "predictions"."""
     assert training_id.isalnum(), training_id
-    return data_dir / "trainings" / training_id
+    return data_dir / kind / training_id
 
 
-def log_path(data_dir: Path, training_id: str) -> Path:
-    return job_dir(data_dir, training_id) / "logs.txt"
+def log_path(data_dir: Path, training_id: str, kind: str = "trainings") -> Path:
+    return job_dir(data_dir, training_id, kind) / "logs.txt"
 
 
 def output_dir(data_dir: Path, training_id: str) -> Path:
     return job_dir(data_dir, training_id) / "output"
 
 
-def read_logs(data_dir: Path, training_id: str) -> str:
+def read_logs(data_dir: Path, training_id: str, kind: str = "trainings") -> str:
     try:
-        return log_path(data_dir, training_id).read_text(encoding="utf-8", errors="replace")
+        return log_path(data_dir, training_id, kind).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return ""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from serving import jobqueue
+from serving import jobfiles, jobqueue
 from serving.db import predictions
 from serving.paging import TablePage
 from serving.store import TERMINAL
@@ -52,20 +52,19 @@ class PredictionRow:
     attempts: int
 
 
+KIND = "predictions"  # the folder of prediction jobs in the data dir
+
+
 def job_dir(data_dir: Path, id: str) -> Path:
-    assert id.isalnum(), id
-    return data_dir / "predictions" / id
+    return jobfiles.job_dir(data_dir, id, KIND)
 
 
 def log_path(data_dir: Path, id: str) -> Path:
-    return job_dir(data_dir, id) / "logs.txt"
+    return jobfiles.log_path(data_dir, id, KIND)
 
 
 def read_logs(data_dir: Path, id: str) -> str:
-    try:
-        return log_path(data_dir, id).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
+    return jobfiles.read_logs(data_dir, id, KIND)
 
 
 def row_of(row: sa.Row[Any] | None) -> PredictionRow | None:
