@@ -93,7 +93,7 @@ def run_job(
     from preprocessing.audio import PrepSettings
     from preprocessing.fetch import FetchSettings, fetch
     from preprocessing.stage import prepare_dataset
-    from training import identity
+    from training import identity, token_cache
     from training.base_config import architecture_overrides
     from training.batching import resolve_batch_plan
     from training.export import add_results, job_metadata, read_history, read_metadata, write_tar
@@ -224,6 +224,7 @@ def run_job(
         architecture=architecture,
         micro_batch=batch.micro_batch,
         precision=precision,
+        token_cache=cache_root() if token_cache.enabled() else None,
     )
     overrides = build_overrides(plan)
     with times.stage("train"):

@@ -10,19 +10,16 @@ weighting each micro-batch by its own token count instead of the batch's would n
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from solver_support import BATCH, EPOCHS, UPDATES, train, write_dataset
 
 from musicgen_ft.inputs import TrainInputs
-from musicgen_ft.types import Chunk
 from musicgen_ft.variants import get_variant
 from training.accumulation import (
     backward_conditions,
@@ -31,17 +28,8 @@ from training.accumulation import (
     valid_counts,
 )
 from training.batching import micro_sizes
-from training.launch import Topology, run_training
-from training.manifest import write_manifest
+from training.launch import Topology
 from training.overrides import TrainPlan, build_overrides
-from training.solver import STEPS_FILE
-
-RATE = 32000
-# Segments of 5 s instead of 30 (the solver's cost is its audio; nothing here depends on the
-# length), one source file per chunk: full chunks and shorter ones, padded with masked tokens.
-SEGMENT = 5.0
-DURATIONS = (5.0, 1.2, 3.7, 2.2, 5.0, 0.8, 4.3, 2.9, 1.7, 5.0)
-UPDATES, EPOCHS, BATCH = 3, 2, 8
 
 
 def _debug_lm() -> Any:
@@ -167,71 +155,9 @@ def test_micro_batch_shares_under_16_bit_autocast_on_gpu() -> None:
     assert float(flat[0].norm() / flat[1].norm()) == pytest.approx(1.0, rel=1e-2)
 
 
-def _dataset(root: Path) -> Path:
-    rng = np.random.default_rng(7)
-    chunks = []
-    for n, seconds in enumerate(DURATIONS):
-        t = np.arange(int(seconds * RATE)) / RATE
-        wav = 0.3 * np.sin(2 * np.pi * (110 + 40 * n) * t) + 0.05 * rng.standard_normal(t.size)
-        path = root / "chunks" / f"song{n:02d}-000.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(path), wav.astype(np.float32), RATE)
-        chunks.append(
-            Chunk(path, f"song{n:02d}.wav", 0, 0.0, seconds, RATE, 1, caption=f"tone {n % 4}")
-        )
-    from labeling.merge import chunk_info
-
-    infos = {c.chunk_id: chunk_info(c, {}, {}, None) for c in chunks}
-    return write_manifest(chunks, infos, root / "manifest", seed=0).egs_dir
-
-
 @pytest.fixture(scope="module")
 def egs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _dataset(tmp_path_factory.mktemp("accumulation-data"))
-
-
-def _train(
-    egs: Path, base: Path, out: Path, processes: int, micro: int | None
-) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], str]:
-    inputs = TrainInputs(
-        dataset_path="d",
-        model_version="debug",
-        epochs=EPOCHS,
-        updates_per_epoch=UPDATES,
-        batch_size=BATCH,
-        optimizer="adamw",
-        lr=1e-3,
-        warmup=2,
-    )
-    plan = TrainPlan(
-        inputs=inputs,
-        variant=get_variant("debug"),
-        base_model_dir=base,
-        egs_dir=egs,
-        batch_size=BATCH,
-        world_size=processes,
-        device="cpu",
-        valid_examples=1,
-        num_workers=0,
-        micro_batch=micro,
-    )
-    overrides = [
-        f"dataset.segment_duration={SEGMENT:g}" if o.startswith("dataset.segment_duration=") else o
-        for o in build_overrides(plan)
-    ]
-    # Adam divides by the gradient's RMS: a weight whose true gradient is zero (the debug LM's
-    # cross-attention queries and keys, over a single condition token) would move by float
-    # noise scaled up to a share of the lr. eps=1e-6 (1e-8 by default) keeps that noise below
-    # the tolerance and leaves the real gradients (~1e-3 per weight) as they are.
-    overrides.append("optim.adam.eps=1e-6")
-    # Two processes through torchrun: it imports the solver once per process, Dora once more.
-    topology = Topology(
-        device="cpu", world_size=processes, launcher="torchrun" if processes > 1 else "dora"
-    )
-    xp = run_training(overrides, topology, out / "dora", out / "training.log")
-    steps = [json.loads(line) for line in (xp / STEPS_FILE).read_text().splitlines()]
-    state = torch.load(xp / "checkpoint.th", map_location="cpu", weights_only=False)
-    return steps, state["model"], (xp / "solver.log.0").read_text()
+    return write_dataset(tmp_path_factory.mktemp("accumulation-data"))
 
 
 @pytest.mark.slow
@@ -240,11 +166,9 @@ def test_accumulated_run_matches_the_full_batch_run(
     processes: int, egs_dir: Path, debug_model_dir: Path, tmp_path: Path
 ) -> None:
     """Batch 8, micro-batch 2: accumulation 4 on one process, 2 on each of two."""
-    plain, plain_weights, plain_log = _train(
-        egs_dir, debug_model_dir, tmp_path / "plain", processes, None
-    )
-    accum, accum_weights, accum_log = _train(
-        egs_dir, debug_model_dir, tmp_path / "accum", processes, 2
+    plain, plain_weights, plain_log = train(egs_dir, debug_model_dir, tmp_path / "plain", processes)
+    accum, accum_weights, accum_log = train(
+        egs_dir, debug_model_dir, tmp_path / "accum", processes, micro=2
     )
     per_process = BATCH // processes
     assert "gradient accumulation" not in plain_log

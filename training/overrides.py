@@ -47,6 +47,8 @@ class TrainPlan:
             so a different job never resumes another's checkpoint.
         precision: Autocast, fused optimizer, attention, compile (training/precision.py);
             None: the rule for `device` without bfloat16 (AudioCraft's fp16 on CUDA).
+        token_cache: Cache root of the chunks' codes (training/token_cache.py); None: the
+            compression model encodes every batch.
     """
 
     inputs: TrainInputs
@@ -63,6 +65,7 @@ class TrainPlan:
     architecture: tuple[str, ...] | None = None
     micro_batch: int | None = None
     precision: Precision | None = None
+    token_cache: Path | None = None
 
     @property
     def total_updates(self) -> int:
@@ -171,6 +174,8 @@ def build_overrides(plan: TrainPlan) -> list[str]:
     ]
     if plan.job_id:
         overrides.append(f"+musicgen_ft_job={plan.job_id}")
+    if plan.token_cache is not None:
+        overrides.append(f"+musicgen_ft_token_cache={plan.token_cache.resolve()}")
     return overrides
 
 

@@ -15,6 +15,11 @@ micro-batches of at most M samples (sizes differ by at most one). Per optimizer 
 
 The metrics are the unaccumulated run's (lr, ce, ppl, per-codebook ce/ppl, grad_norm,
 grad_scale). A per-process batch that fits one micro-batch runs AudioCraft's own `run_step`.
+
+With `musicgen_ft_token_cache=DIR` the codes of the manifest chunks are encoded once, before
+the first step, into the token cache under DIR (training/token_cache.py), and every batch whose
+segments are all cached trains from them: the compression model no longer runs per step. The
+first such batch is also encoded on the fly and compared with the cache before it is trusted.
 Every optimizer step also appends `{"epoch", "step", "ce", "lr", "micro_batches", "grad_norm"}`
 to `train_steps.jsonl` in the experiment folder (rank 0; `ce` averaged over processes,
 `grad_norm` of the synchronised gradients before clipping). A resumed run appends to it.
@@ -26,6 +31,7 @@ import itertools
 import json
 import math
 import typing as tp
+from pathlib import Path
 
 import flashy
 import torch
@@ -38,6 +44,14 @@ from training.accumulation import (
     valid_counts,
 )
 from training.batching import micro_sizes
+from training.token_cache import (
+    MIN_AGREEMENT,
+    Segment,
+    TokenCache,
+    agreement,
+    manifest_paths,
+    model_fingerprint,
+)
 
 STEPS_FILE = "train_steps.jsonl"
 Batch = tuple[torch.Tensor, list[tp.Any]]
@@ -61,6 +75,76 @@ class FineTuneSolver(MusicGenSolver):  # type: ignore[misc]  # AudioCraft is unt
                 len(parts),
                 self.micro_batch,
             )
+        self.token_cache: TokenCache | None = None
+        self._cache_checked = False
+        self._pending_codes: torch.Tensor | None = None
+        self._encode = self.compression_model.encode
+        # AudioCraft's own step calls `compression_model.encode(audio)`: hand it the batch's
+        # cached codes instead when there are some (set by `run_step` just before).
+        self.compression_model.encode = self._encode_or_cached
+        cache_dir = cfg.get("musicgen_ft_token_cache")
+        if cache_dir:
+            self._prepare_token_cache(Path(str(cache_dir)))
+
+    def _prepare_token_cache(self, root: Path) -> None:
+        cfg = self.cfg
+        segment = Segment(
+            float(cfg.dataset.segment_duration), int(cfg.sample_rate), int(cfg.channels)
+        )
+        cache = TokenCache(root, model_fingerprint(self.compression_model), segment)
+        paths = manifest_paths(Path(cfg.datasource.train), Path(cfg.datasource.valid))
+        stats = cache.prepare(
+            paths,
+            lambda audio: self._encode(audio.to(self.device))[0],
+            rank=flashy.distrib.rank(),
+            world=flashy.distrib.world_size(),
+        )
+        flashy.distrib.barrier()
+        loaded = cache.load(paths)
+        self.logger.info(
+            "token cache: %d chunks, %d encoded now by this process, %d already cached (%s)",
+            stats.chunks,
+            stats.encoded,
+            stats.cached,
+            cache.entries.dir,
+        )
+        if loaded:
+            self.token_cache = cache
+
+    def _encode_or_cached(self, audio: torch.Tensor) -> tuple[torch.Tensor, tp.Any]:
+        pending, self._pending_codes = self._pending_codes, None
+        if pending is not None and pending.shape[0] == audio.shape[0]:
+            return pending, None
+        return self._encode(audio)
+
+    def _cached_codes(self, audio: torch.Tensor, infos: list[tp.Any]) -> torch.Tensor | None:
+        """The batch's codes from the token cache, or None (not all cached, or no cache)."""
+        if self.token_cache is None:
+            return None
+        codes = self.token_cache.lookup(infos)
+        if codes is None:
+            return None
+        codes = codes.to(self.device)
+        if not self._cache_checked:
+            self._cache_checked = True
+            with torch.no_grad():
+                fresh, _ = self._encode(audio.to(self.device))
+            share = agreement(codes, fresh)
+            if share < MIN_AGREEMENT:
+                self.logger.warning(
+                    "token cache: only %.4f of the first batch's cached codes equal on-the-fly "
+                    "encoding; encoding every batch instead",
+                    share,
+                )
+                self.token_cache = None
+                return fresh
+            self.logger.info(
+                "token cache: training from cached codes (the first batch's equal on-the-fly "
+                "encoding: %.4f of %d codes)",
+                share,
+                fresh.numel(),
+            )
+        return codes
 
     def build_model(self) -> None:
         super().build_model()
@@ -72,6 +156,7 @@ class FineTuneSolver(MusicGenSolver):  # type: ignore[misc]  # AudioCraft is unt
         size = len(batch[-1])
         sizes = micro_sizes(size, self.micro_batch) if self.micro_batch > 0 else [size]
         if len(sizes) == 1:
+            self._pending_codes = self._cached_codes(*batch)
             metrics = super().run_step(idx, batch, metrics)
         else:
             metrics = self._accumulated_step(batch, sizes, metrics)
@@ -81,8 +166,12 @@ class FineTuneSolver(MusicGenSolver):  # type: ignore[misc]  # AudioCraft is unt
 
     def _micro_tokens(self, audio: torch.Tensor, infos: list[tp.Any]) -> tuple[torch.Tensor, ...]:
         """Tokens and padding mask of one micro-batch (AudioCraft's own rule, per sample)."""
-        with torch.no_grad():
-            tokens, scale = self.compression_model.encode(audio.to(self.device))
+        cached = self._cached_codes(audio, infos)
+        if cached is not None:
+            tokens, scale = cached, None
+        else:
+            with torch.no_grad():
+                tokens, scale = self._encode(audio.to(self.device))
         assert scale is None, "Scaled compression model not supported with LM."
         padding = torch.ones_like(tokens, dtype=torch.bool)
         if self.cfg.tokens.padding_with_special_token:

@@ -90,7 +90,8 @@ main.dora.dir = AudioCraftEnvironment.get_dora_dir()
 # `musicgen_ft_job`, covers the batch size the user asked for). Dora reads its exclusions from
 # the entry point, not from the composed config, so they are added here.
 # The micro-batch and the precision follow the GPUs (their memory, bf16 support), and neither
-# changes what is trained: a re-run on other hardware resumes the same experiment too.
+# changes what is trained: a re-run on other hardware resumes the same experiment too. Nor does
+# the token cache (the same codes, encoded once).
 PROCESS_DEPENDENT = [
     "dataset.batch_size",
     "dataset.valid.num_samples",
@@ -99,6 +100,7 @@ PROCESS_DEPENDENT = [
     "optim.ema.device",
     "musicgen_ft_micro_batch",
     "musicgen_ft_compile",
+    "musicgen_ft_token_cache",
     "autocast_dtype",
     "optim.adam.fused",
 ]
