@@ -110,6 +110,16 @@ class TrainInputs(BaseModel):
     warmup: Annotated[
         int, Field(description="Warm-up updates of the schedule.", ge=0, le=1_000_000)
     ] = 8
+    lora_rank: Annotated[
+        int,
+        Field(
+            description="LoRA: train rank-r adapters of the transformer's attention and "
+            "feed-forward weights instead of every weight (0: full fine-tune). The result holds "
+            "the merged weights and the adapter. Usually wants a higher lr (adamw 1e-4..1e-3).",
+            ge=0,
+            le=1024,
+        ),
+    ] = 0
     cfg_p: Annotated[
         float,
         Field(

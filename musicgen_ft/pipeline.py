@@ -93,7 +93,7 @@ def run_job(
     from preprocessing.audio import PrepSettings
     from preprocessing.fetch import FetchSettings, fetch
     from preprocessing.stage import prepare_dataset
-    from training import identity, token_cache
+    from training import identity, lora, token_cache
     from training.base_config import architecture_overrides
     from training.batching import resolve_batch_plan
     from training.export import add_results, job_metadata, read_history, read_metadata, write_tar
@@ -132,6 +132,7 @@ def run_job(
             optimizer=inputs.optimizer,
             device_bytes=device_memory(resources.device),
             autocast=precision.autocast is not None,
+            lora=inputs.lora_rank > 0,
         )
         batch_size = batch.global_batch
         notes = [*batch.notes, *hyperparameter_notes(inputs)]
@@ -146,6 +147,7 @@ def run_job(
             label_overrides = review.load_overrides(labels_path)
         base_dir = ensure_variant_weights(variant)
         architecture = tuple(architecture_overrides(base_dir, variant))
+        lora.check_rank(inputs.lora_rank, architecture, variant.name)
         if inputs.drop_vocals:
             # A missing htdemucs is fetched when online, as for the base model.
             ensure_fetched(lambda: vocals.check_available(vocal_settings), inputs.demucs_model)
@@ -225,6 +227,7 @@ def run_job(
         micro_batch=batch.micro_batch,
         precision=precision,
         token_cache=cache_root() if token_cache.enabled() else None,
+        checkpointing=batch.checkpointing,
     )
     overrides = build_overrides(plan)
     with times.stage("train"):

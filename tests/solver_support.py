@@ -8,6 +8,7 @@ is its audio; nothing these tests check depends on the length).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,14 @@ def write_dataset(root: Path) -> Path:
     return write_manifest(chunks, infos, root / "manifest", seed=0).egs_dir
 
 
+@dataclass(frozen=True)
+class Run:
+    steps: list[dict[str, Any]]  # train_steps.jsonl
+    weights: dict[str, torch.Tensor]  # the last state of the LM
+    log: str  # rank 0's solver log
+    xp: Path  # the experiment folder
+
+
 def train(
     egs: Path,
     base: Path,
@@ -56,9 +65,11 @@ def train(
     micro: int | None = None,
     token_cache: Path | None = None,
     epochs: int = EPOCHS,
-) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], str]:
-    """Train; returns the per-update lines, the last weights and rank 0's solver log."""
-    inputs = TrainInputs(
+    checkpointing: bool = False,
+    **changes: Any,
+) -> Run:
+    """Train; `changes` override TrainInputs fields."""
+    values: dict[str, Any] = dict(
         dataset_path="d",
         model_version="debug",
         epochs=epochs,
@@ -68,6 +79,8 @@ def train(
         lr=1e-3,
         warmup=2,
     )
+    values.update(changes)
+    inputs = TrainInputs(**values)
     plan = TrainPlan(
         inputs=inputs,
         variant=get_variant("debug"),
@@ -80,6 +93,7 @@ def train(
         num_workers=0,
         micro_batch=micro,
         token_cache=token_cache,
+        checkpointing=checkpointing,
     )
     overrides = [
         f"dataset.segment_duration={SEGMENT:g}" if o.startswith("dataset.segment_duration=") else o
@@ -97,4 +111,4 @@ def train(
     xp = run_training(overrides, topology, out / "dora", out / "training.log")
     steps = [json.loads(line) for line in (xp / STEPS_FILE).read_text().splitlines()]
     state = torch.load(xp / "checkpoint.th", map_location="cpu", weights_only=False)
-    return steps, state["model"], (xp / "solver.log.0").read_text()
+    return Run(steps, state["model"], (xp / "solver.log.0").read_text(), xp)

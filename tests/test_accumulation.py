@@ -166,10 +166,10 @@ def test_accumulated_run_matches_the_full_batch_run(
     processes: int, egs_dir: Path, debug_model_dir: Path, tmp_path: Path
 ) -> None:
     """Batch 8, micro-batch 2: accumulation 4 on one process, 2 on each of two."""
-    plain, plain_weights, plain_log = train(egs_dir, debug_model_dir, tmp_path / "plain", processes)
-    accum, accum_weights, accum_log = train(
-        egs_dir, debug_model_dir, tmp_path / "accum", processes, micro=2
-    )
+    p_run = train(egs_dir, debug_model_dir, tmp_path / "plain", processes)
+    a_run = train(egs_dir, debug_model_dir, tmp_path / "accum", processes, micro=2)
+    plain, plain_weights, plain_log = p_run.steps, p_run.weights, p_run.log
+    accum, accum_weights, accum_log = a_run.steps, a_run.weights, a_run.log
     per_process = BATCH // processes
     assert "gradient accumulation" not in plain_log
     assert f"{per_process} samples per process in {per_process // 2} micro-batches" in accum_log

@@ -96,6 +96,30 @@ def test_a_model_that_cannot_fit_the_gpu_is_refused_before_any_work() -> None:
     assert forced.accumulation == 16 and "may run out of memory" in forced.notes[0]
 
 
+GB44 = 44 * 10**9  # between: the weights and state fit, one sample with all activations not
+GB20 = 20 * 10**9
+
+
+def test_smaller_cards_get_checkpointing_then_lora() -> None:
+    """1.5B on smaller cards: activation checkpointing when not one sample fits with every
+    activation kept; LoRA (no gradients or optimizer state for the frozen weights) below that."""
+    roomy = plan(16, 1, "medium", optimizer="adamw", device_bytes=GB80)
+    assert not roomy.checkpointing and roomy.micro_batch >= 4  # medium, batch 16, one 80 GB
+    tight = plan(16, 1, "medium", optimizer="adamw", device_bytes=GB44)
+    assert tight.checkpointing and tight.micro_batch >= 1
+    assert "activation checkpointing on" in tight.notes[0]
+    assert "activation checkpointing" in tight.describe() and tight.to_dict()["checkpointing"]
+    with pytest.raises(InputError, match="train LoRA adapters \\(lora_rank=16\\)"):
+        plan(16, 1, "medium", optimizer="adamw", device_bytes=GB24)
+    small_card = plan(16, 1, "medium", optimizer="dadam", device_bytes=GB20, lora=True)
+    assert small_card.checkpointing and small_card.global_batch == 16
+    full = memory.estimate(get_variant("medium"), "adamw")
+    adapters = memory.estimate(get_variant("medium"), "adamw", lora=True)
+    recomputed = memory.estimate(get_variant("medium"), "adamw", checkpointing=True)
+    assert adapters.static < 0.4 * full.static and adapters.per_sample == full.per_sample
+    assert recomputed.per_sample < 0.2 * full.per_sample and recomputed.static == full.static
+
+
 def test_memory_model_follows_the_shape() -> None:
     small, medium = memory.lm_shape(get_variant("small")), memory.lm_shape(get_variant("medium"))
     assert (small.dim, small.layers, small.heads, small.frames) == (1024, 24, 16, 1504)
@@ -124,6 +148,7 @@ def test_plan_is_recorded_as_plain_data() -> None:
         "accumulation": 2,
         "per_process": 4,
         "source": "MUSICGEN_FT_MAX_MICRO_BATCH=2",
+        "checkpointing": False,
         "notes": [],
     }
     assert "2 process(es) x 4 per process, in 2 micro-batch(es) of at most 2" in got.describe()

@@ -107,14 +107,15 @@ def test_training_from_the_token_cache_is_training_from_the_audio(
 ) -> None:
     chunks = len(manifest_paths(egs_dir / "train", egs_dir / "valid"))
     cache = tmp_path / "cache"
-    plain, plain_weights, plain_log = train(egs_dir, debug_model_dir, tmp_path / "plain", epochs=1)
-    filled, filled_weights, filled_log = train(
-        egs_dir, debug_model_dir, tmp_path / "filled", token_cache=cache, epochs=1
-    )
+    p_run = train(egs_dir, debug_model_dir, tmp_path / "plain", epochs=1)
+    f_run = train(egs_dir, debug_model_dir, tmp_path / "filled", token_cache=cache, epochs=1)
     # A re-run (another job, same chunks and base model) reads the cache, with accumulation.
-    reread, _, reread_log = train(
+    r_run = train(
         egs_dir, debug_model_dir, tmp_path / "reread", micro=2, token_cache=cache, epochs=1
     )
+    plain, plain_weights, plain_log = p_run.steps, p_run.weights, p_run.log
+    filled, filled_weights, filled_log = f_run.steps, f_run.weights, f_run.log
+    reread, reread_log = r_run.steps, r_run.log
     assert "token cache" not in plain_log
     assert f"token cache: {chunks} chunks, {chunks} encoded now by this process, 0 already" in (
         filled_log
@@ -135,8 +136,7 @@ def test_training_from_the_token_cache_is_training_from_the_audio(
 
     # Wrong codes in the cache are caught on the first batch, and the run encodes instead.
     assert _corrupt(cache) == chunks
-    checked, _, checked_log = train(
-        egs_dir, debug_model_dir, tmp_path / "checked", token_cache=cache, epochs=1
-    )
+    c_run = train(egs_dir, debug_model_dir, tmp_path / "checked", token_cache=cache, epochs=1)
+    checked, checked_log = c_run.steps, c_run.log
     assert "cached codes equal on-the-fly encoding; encoding every batch instead" in checked_log
     assert [s["ce"] for s in checked] == pytest.approx([s["ce"] for s in plain], rel=1e-6)

@@ -33,6 +33,8 @@ class BatchPlan:
         accumulation: Micro-batches per process and optimizer step.
         notes: Adjustments and warnings, for the log and the metadata.
         source: Where the micro-batch limit came from.
+        checkpointing: Whether the LM recomputes its activations in the backward (AudioCraft's
+            `transformer_lm.checkpointing=torch`): on when not even one sample fits without.
     """
 
     global_batch: int
@@ -41,6 +43,7 @@ class BatchPlan:
     accumulation: int
     notes: tuple[str, ...]
     source: str
+    checkpointing: bool = False
 
     @property
     def per_process(self) -> int:
@@ -51,6 +54,7 @@ class BatchPlan:
             f"global batch {self.global_batch} = {self.processes} process(es) x "
             f"{self.per_process} per process, in {self.accumulation} micro-batch(es) of at "
             f"most {self.micro_batch} ({self.source})"
+            + (", activation checkpointing" if self.checkpointing else "")
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -61,6 +65,7 @@ class BatchPlan:
             "accumulation": self.accumulation,
             "per_process": self.per_process,
             "source": self.source,
+            "checkpointing": self.checkpointing,
             "notes": list(self.notes),
         }
 
@@ -79,19 +84,26 @@ def _device_limit(
     variant: Variant,
     device_bytes: int,
     estimate: memory.MemoryEstimate,
-) -> int:
+    checkpointed: memory.MemoryEstimate,
+    lora: bool,
+) -> tuple[int, bool]:
+    """(micro-batch, activation checkpointing) on a device of `device_bytes`."""
     fits = estimate.micro_batch(device_bytes)
-    if fits < 1:
-        raise InputError(
-            "model_version",
-            f"{variant.name} needs about {estimate.static / memory.GIB:.1f} GiB per GPU before "
-            f"any sample (weights, gradients, optimizer state) and "
-            f"{estimate.per_sample / memory.GIB:.1f} GiB per sample, more than the "
-            f"{memory.SAFETY * device_bytes / memory.GIB:.1f} GiB usable of this GPU's "
-            f"{device_bytes / memory.GIB:.1f} GiB: use GPUs with more memory, a smaller "
-            f"model_version, or set {MAX_MICRO_ENV}=1 to try anyway",
-        )
-    return fits
+    if fits >= 1:
+        return fits, False
+    fits = checkpointed.micro_batch(device_bytes)
+    if fits >= 1:
+        return fits, True
+    hint = "" if lora else ", train LoRA adapters (lora_rank=16)"
+    raise InputError(
+        "model_version",
+        f"{variant.name} needs about {checkpointed.static / memory.GIB:.1f} GiB per GPU before "
+        f"any sample (weights, gradients, optimizer state) and "
+        f"{checkpointed.per_sample / memory.GIB:.1f} GiB per sample even with activation "
+        f"checkpointing, more than the {memory.SAFETY * device_bytes / memory.GIB:.1f} GiB "
+        f"usable of this GPU's {device_bytes / memory.GIB:.1f} GiB: use GPUs with more "
+        f"memory{hint}, a smaller model_version, or set {MAX_MICRO_ENV}=1 to try anyway",
+    )
 
 
 def resolve_batch_plan(
@@ -104,6 +116,7 @@ def resolve_batch_plan(
     device_bytes: int | None = None,
     autocast: bool = True,
     ema: bool = False,
+    lora: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> BatchPlan:
     """Plan the batch of `requested` samples over `processes` processes.
@@ -117,6 +130,7 @@ def resolve_batch_plan(
         device_bytes: Memory of one GPU (training/memory.device_memory); None: no limit.
         autocast: Whether activations are 16-bit.
         ema: Whether an EMA copy of the weights is kept on the device.
+        lora: Whether only LoRA adapters train (frozen weights need no gradient or state).
         env: The environment (MUSICGEN_FT_MAX_MICRO_BATCH); default os.environ.
 
     Raises InputError when the batch is smaller than the processes, or when not even one
@@ -140,7 +154,8 @@ def resolve_batch_plan(
     per_process = global_batch // processes
 
     override = max_micro_batch(env)
-    estimate = memory.estimate(variant, optimizer, autocast=autocast, ema=ema)
+    estimate = memory.estimate(variant, optimizer, autocast=autocast, ema=ema, lora=lora)
+    checkpointing = False
     if override is not None:
         limit, source = override, f"{MAX_MICRO_ENV}={override}"
         if device_bytes is not None and override > estimate.micro_batch(device_bytes):
@@ -159,7 +174,15 @@ def resolve_batch_plan(
                 "to split them"
             )
     else:
-        limit = _device_limit(variant, device_bytes, estimate)
+        checkpointed = memory.estimate(
+            variant, optimizer, autocast=autocast, ema=ema, lora=lora, checkpointing=True
+        )
+        limit, checkpointing = _device_limit(variant, device_bytes, estimate, checkpointed, lora)
+        if checkpointing:
+            notes.append(
+                f"not one sample fits this GPU with every activation kept: activation "
+                f"checkpointing on ({limit} per micro-batch, about a third more compute)"
+            )
         source = f"memory model, {device_bytes / memory.GIB:.0f} GiB per GPU"
 
     accumulation = math.ceil(per_process / min(limit, per_process))
@@ -172,6 +195,7 @@ def resolve_batch_plan(
         accumulation=accumulation,
         notes=tuple(notes),
         source=source,
+        checkpointing=checkpointing,
     )
 
 

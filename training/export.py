@@ -10,8 +10,11 @@ Layout (documented in docs/trained_model.md):
     │                     and the lists of samples and curves below
     ├── samples/NN_finetuned.wav, samples/NN_base.wav
     │                     listening samples: fine-tune and base model, same prompt and seed
-    └── curves/loss.csv, curves/loss.png
-                          train (logged steps, epochs) and held-out (epochs) ce / ppl
+    ├── curves/loss.csv, curves/loss.png
+    │                     train (logged steps, epochs) and held-out (epochs) ce / ppl
+    └── lora_adapter.safetensors
+                          LoRA fine-tunes only: the adapters alone (training/lora.py); the
+                          state_dict.bin above holds them merged into the weights
 
 Extracted into a folder next to the base model's `compression_state_dict.bin`, it loads with
 stock `MusicGen.get_pretrained(folder)` (inference/loading.py does exactly that).
@@ -81,14 +84,17 @@ def job_metadata(
     }
 
 
-def export_lm(checkpoint: Path) -> tuple[dict[str, Any], str]:
-    """Return the released-format LM package of a solver checkpoint and its config YAML.
+def export_lm(checkpoint: Path) -> tuple[dict[str, Any], str, bytes | None]:
+    """Return the released-format LM package of a solver checkpoint, its config YAML and, for a
+    LoRA fine-tune, the adapter file's bytes (safetensors).
 
     The weights are the solver's best state: the model at its lowest validation loss (the
-    EMA weights when EMA was on). The checkpoint was written by this job's own run, so it is
-    loaded with `weights_only=False` (it holds an OmegaConf config).
+    EMA weights when EMA was on), with LoRA adapters merged in. The checkpoint was written by
+    this job's own run, so it is loaded with `weights_only=False` (it holds an OmegaConf config).
     """
     from audiocraft import __version__ as ac_version
+
+    from training import lora
 
     try:
         # Memory-mapped: only the best state's tensors are read, not the whole checkpoint
@@ -100,13 +106,21 @@ def export_lm(checkpoint: Path) -> tuple[dict[str, Any], str]:
     if not best or "model" not in best:
         raise TrainingError(f"the checkpoint {checkpoint} has no best state to export")
     cfg_yaml = OmegaConf.to_yaml(pkg["xp.cfg"])
+    weights, adapter = best["model"], None
+    if lora.is_lora_state(weights):
+        from safetensors.torch import save
+
+        tensors = lora.adapter_tensors(weights)
+        meta = {"rank": str(lora.rank_of(tensors)), "targets": ",".join(lora.TARGETS)}
+        adapter = save(tensors, metadata=meta)
+        weights = lora.merge(weights)
     lm_pkg = {
-        "best_state": best["model"],
+        "best_state": weights,
         "xp.cfg": cfg_yaml,
         "version": ac_version,
         "exported": True,
     }
-    return lm_pkg, cfg_yaml
+    return lm_pkg, cfg_yaml, adapter
 
 
 def read_history(xp_dir: Path) -> list[dict[str, Any]]:
@@ -137,7 +151,9 @@ def write_tar(
 ) -> Path:
     """Write `trained_model.tar` for the experiment in `xp_dir` (its best state), with `files`
     (tar name -> local file) beside it; return its path. `metadata` is written as given."""
-    lm_pkg, cfg_yaml = export_lm(xp_dir / "checkpoint.th")
+    from training.lora import ADAPTER_FILE
+
+    lm_pkg, cfg_yaml, adapter = export_lm(xp_dir / "checkpoint.th")
     buffer = io.BytesIO()
     torch.save(lm_pkg, buffer)
     lm_bytes = buffer.getvalue()
@@ -146,6 +162,8 @@ def write_tar(
         with tarfile.open(tmp, "w") as tar:
             _add_bytes(tar, LM_FILE, lm_bytes)
             _add_bytes(tar, CONFIG_FILE, cfg_yaml.encode("utf-8"))
+            if adapter is not None:
+                _add_bytes(tar, ADAPTER_FILE, adapter)
             for name, path in (files or {}).items():
                 tar.add(str(path), arcname=name, recursive=False)
             _add_bytes(

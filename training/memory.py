@@ -25,6 +25,15 @@ codebooks, V the codebook size, h the feed-forward scale.
   fine-tune here uses SDPA (training/precision.py), so `heads` only counts in that case.
 - Frozen models: EnCodec 32 kHz (~59 M params, fp32) 0.25 GiB, the T5-base encoder 0.45 GiB,
   the melody conditioner's Demucs 0.2 GiB; CUDA context and cuBLAS/cuDNN workspaces 1.5 GiB.
+- LoRA (training/lora.py): the LM's own weights are frozen, so they cost their fp32 copy and
+  the autocast copy only (6 bytes, no gradient or optimizer state); the adapters are a
+  fraction of a percent of the parameters and are left out. The activations are the same (the
+  backward still runs through every layer).
+- Activation checkpointing (AudioCraft's `transformer_lm.checkpointing=torch`): each layer
+  keeps only its input (D values per token, 2 bytes in 16-bit) and recomputes the rest in the
+  backward, one layer at a time: per token L × D × 2 + D × ACT instead of L × D × ACT, for
+  about a third more compute. The batch plan (training/batching.py) turns it on only when not
+  even one sample fits without it.
 - SAFETY = 0.85 of the device's memory: the allocator's fragmentation and cache, NCCL buffers,
   and the transient peaks of EnCodec's encoder (no gradient) before the LM's forward.
 
@@ -116,10 +125,12 @@ def estimate(
     autocast: bool = True,
     sdpa: bool = True,
     ema: bool = False,
+    lora: bool = False,
+    checkpointing: bool = False,
 ) -> MemoryEstimate:
-    """The memory model above for one variant, optimizer and precision."""
+    """The memory model above for one variant, optimizer, precision and memory settings."""
     shape = lm_shape(variant)
-    per_param = 4 + 4 + OPTIMIZER_STATE_BYTES.get(optimizer, 12)
+    per_param = 4 if lora else 4 + 4 + OPTIMIZER_STATE_BYTES.get(optimizer, 12)
     if autocast:
         per_param += AUTOCAST_WEIGHT_BYTES
     if ema:
@@ -130,7 +141,10 @@ def estimate(
     if variant.melody:
         frozen += MELODY_BYTES
     act = ACT_BYTES_16 if autocast else 2 * ACT_BYTES_16
-    per_token = shape.layers * shape.dim * act
+    if checkpointing:
+        per_token = shape.layers * shape.dim * (2 if autocast else 4) + shape.dim * act
+    else:
+        per_token = shape.layers * shape.dim * act
     per_token += shape.n_q * shape.card * (LOGIT_BYTES_16 if autocast else LOGIT_BYTES_32)
     per_sample = shape.frames * per_token
     if not sdpa:

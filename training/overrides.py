@@ -47,6 +47,7 @@ class TrainPlan:
             so a different job never resumes another's checkpoint.
         precision: Autocast, fused optimizer, attention, compile (training/precision.py);
             None: the rule for `device` without bfloat16 (AudioCraft's fp16 on CUDA).
+        checkpointing: Activation checkpointing of the LM's layers (training/batching.py).
         token_cache: Cache root of the chunks' codes (training/token_cache.py); None: the
             compression model encodes every batch.
     """
@@ -66,6 +67,7 @@ class TrainPlan:
     micro_batch: int | None = None
     precision: Precision | None = None
     token_cache: Path | None = None
+    checkpointing: bool = False
 
     @property
     def total_updates(self) -> int:
@@ -174,6 +176,10 @@ def build_overrides(plan: TrainPlan) -> list[str]:
     ]
     if plan.job_id:
         overrides.append(f"+musicgen_ft_job={plan.job_id}")
+    if plan.checkpointing:
+        overrides.append("transformer_lm.checkpointing=torch")
+    if inp.lora_rank > 0:
+        overrides.append(f"+musicgen_ft_lora_rank={inp.lora_rank}")
     if plan.token_cache is not None:
         overrides.append(f"+musicgen_ft_token_cache={plan.token_cache.resolve()}")
     return overrides

@@ -37,6 +37,7 @@ import flashy
 import torch
 from audiocraft.solvers.musicgen import MusicGenSolver
 
+from training import lora
 from training.accumulation import (
     backward_conditions,
     condition_slice,
@@ -148,9 +149,39 @@ class FineTuneSolver(MusicGenSolver):  # type: ignore[misc]  # AudioCraft is unt
 
     def build_model(self) -> None:
         super().build_model()
+        rank = int(self.cfg.get("musicgen_ft_lora_rank") or 0)
+        if rank > 0:
+            if self.cfg.fsdp.use:
+                raise RuntimeError("LoRA does not support FSDP")
+            from audiocraft.solvers import builders
+
+            adapters = lora.apply_lora(self.model, rank)
+            params = lora.trainable(self.model)
+            # The optimizer and its schedule see the adapters only (the rest is frozen).
+            self.optimizer = builders.get_optimizer(params, self.cfg.optim)
+            self.lr_scheduler = builders.get_lr_scheduler(
+                self.optimizer, self.cfg.schedule, self.total_updates
+            )
+            # The best state was snapshotted under the plain names: take it again.
+            self.best_state.update("model", self._get_state_source("model"))
+            self.logger.info(
+                "LoRA rank %d: %d adapted weight matrices, %d trained parameters of %d",
+                rank,
+                adapters,
+                sum(p.numel() for p in params),
+                sum(p.numel() for p in self.model.parameters()),
+            )
         if self.cfg.get("musicgen_ft_compile", False):
             self.logger.info("compiling the LM's transformer with torch.compile")
             self.model.transformer.compile()  # in place: state_dict keys unchanged
+
+    def load_from_pretrained(self, name: str) -> dict[str, tp.Any]:
+        """The base LM's weights, under the adapted LM's names when LoRA is on."""
+        state: dict[str, tp.Any] = super().load_from_pretrained(name)
+        if int(self.cfg.get("musicgen_ft_lora_rank") or 0) > 0:
+            plain = state["best_state"]["model"]
+            state["best_state"]["model"] = lora.to_lora_state(plain, self.model)
+        return state
 
     def run_step(self, idx: int, batch: Batch, metrics: dict[str, tp.Any]) -> dict[str, tp.Any]:
         size = len(batch[-1])

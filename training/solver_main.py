@@ -91,7 +91,8 @@ main.dora.dir = AudioCraftEnvironment.get_dora_dir()
 # the entry point, not from the composed config, so they are added here.
 # The micro-batch and the precision follow the GPUs (their memory, bf16 support), and neither
 # changes what is trained: a re-run on other hardware resumes the same experiment too. Nor does
-# the token cache (the same codes, encoded once).
+# the token cache (the same codes, encoded once) or activation checkpointing (recomputed, the
+# same activations).
 PROCESS_DEPENDENT = [
     "dataset.batch_size",
     "dataset.valid.num_samples",
@@ -101,6 +102,7 @@ PROCESS_DEPENDENT = [
     "musicgen_ft_micro_batch",
     "musicgen_ft_compile",
     "musicgen_ft_token_cache",
+    "transformer_lm.checkpointing",
     "autocast_dtype",
     "optim.adam.fused",
 ]
