@@ -110,6 +110,15 @@ class TrainInputs(BaseModel):
     warmup: Annotated[
         int, Field(description="Warm-up updates of the schedule.", ge=0, le=1_000_000)
     ] = 8
+    early_stopping: Annotated[
+        int,
+        Field(
+            description="Stop when the held-out loss has not improved for this many epochs "
+            "(0: train every epoch). The result is always the best epoch's weights.",
+            ge=0,
+            le=10000,
+        ),
+    ] = 0
     lora_rank: Annotated[
         int,
         Field(

@@ -272,6 +272,19 @@ def run_job(
         )
         results_dir = workdir / "results"
         metadata["history"] = read_history(xp_dir)
+        epochs_run = len(metadata["history"])
+        metadata["training"]["epochs_run"] = epochs_run
+        if inputs.early_stopping and epochs_run < inputs.epochs:
+            metadata["training"]["early_stopped"] = {
+                "after_epoch": epochs_run,
+                "patience": inputs.early_stopping,
+            }
+            logger.info(
+                "early stopping: trained %d of %d epochs (no held-out improvement for %d)",
+                epochs_run,
+                inputs.epochs,
+                inputs.early_stopping,
+            )
         metadata["curves"] = write_curves(
             metadata["history"],
             output_dir / "training.log",

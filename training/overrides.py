@@ -176,6 +176,8 @@ def build_overrides(plan: TrainPlan) -> list[str]:
     ]
     if plan.job_id:
         overrides.append(f"+musicgen_ft_job={plan.job_id}")
+    if inp.early_stopping > 0:
+        overrides.append(f"+musicgen_ft_early_stopping={inp.early_stopping}")
     if plan.checkpointing:
         overrides.append("transformer_lm.checkpointing=torch")
     if inp.lora_rank > 0:

@@ -55,7 +55,20 @@ from training.token_cache import (
 )
 
 STEPS_FILE = "train_steps.jsonl"
+# A held-out loss counts as better only when it is this much below the best one so far.
+MIN_IMPROVEMENT = 1e-4
 Batch = tuple[torch.Tensor, list[tp.Any]]
+
+
+def stale_epochs(valid_ce: list[float], min_delta: float = MIN_IMPROVEMENT) -> int:
+    """Epochs since the held-out loss last improved on its best by more than `min_delta`."""
+    best, since = math.inf, 0
+    for ce in valid_ce:
+        if ce < best - min_delta:
+            best, since = ce, 0
+        else:
+            since += 1
+    return since
 
 
 class FineTuneSolver(MusicGenSolver):  # type: ignore[misc]  # AudioCraft is untyped
@@ -174,6 +187,28 @@ class FineTuneSolver(MusicGenSolver):  # type: ignore[misc]  # AudioCraft is unt
         if self.cfg.get("musicgen_ft_compile", False):
             self.logger.info("compiling the LM's transformer with torch.compile")
             self.model.transformer.compile()  # in place: state_dict keys unchanged
+
+    def should_stop_training(self) -> bool:
+        """AudioCraft's rule (all epochs done), or early stopping on the held-out loss:
+        `musicgen_ft_early_stopping=P` stops after P epochs without improvement."""
+        if super().should_stop_training():
+            return True
+        patience = int(self.cfg.get("musicgen_ft_early_stopping") or 0)
+        if patience <= 0:
+            return False
+        valid = [float(h["valid"]["ce"]) for h in self.history if "ce" in h.get("valid", {})]
+        if valid and stale_epochs(valid) >= patience:
+            best = min(valid)
+            self.logger.info(
+                "early stopping after epoch %d: the held-out ce has not improved for %d "
+                "epoch(s) (best %.4f, epoch %d)",
+                len(self.history),
+                patience,
+                best,
+                valid.index(best) + 1,
+            )
+            return True
+        return False
 
     def load_from_pretrained(self, name: str) -> dict[str, tp.Any]:
         """The base LM's weights, under the adapted LM's names when LoRA is on."""
