@@ -133,3 +133,40 @@ def test_a_rank_the_model_cannot_take_is_refused_before_any_work(
     with pytest.raises(InputError, match=r"lora_rank: 64 is too large for debug, whose LM is 64"):
         run_job(quick_inputs(example_archive, lora_rank=64), tmp_path / "out", Topology("cpu", 1))
     assert not (tmp_path / "out" / "work").exists()
+
+
+@pytest.mark.slow
+def test_the_jobs_tar_loads_in_stock_musicgen_get_pretrained(
+    example_archive: Path, debug_model_dir: Path, tmp_path: Path
+) -> None:
+    """The user's path: a LoRA job through the pipeline, its tar extracted beside the base's
+    compression model, loaded with `MusicGen.get_pretrained` as stock AudioCraft users do."""
+    from audiocraft.models import MusicGen
+    from spine_support import quick_inputs
+
+    from musicgen_ft.pipeline import run_job
+    from training.launch import Topology
+
+    out = tmp_path / "job"
+    result = run_job(
+        quick_inputs(example_archive, lora_rank=4), out, Topology("cpu", 1), keep_work=True
+    )
+    assert result.tar_path is not None
+    assert "+musicgen_ft_lora_rank=4" in result.metadata["training"]["overrides"]
+    [checkpoint] = list((out / "work").rglob("checkpoint.th"))
+    best = torch.load(checkpoint, map_location="cpu", weights_only=False)["best_state"]["model"]
+    assert lora.is_lora_state(best)
+    folder = tmp_path / "stock"
+    folder.mkdir()
+    with tarfile.open(result.tar_path) as tar:
+        assert lora.ADAPTER_FILE in tar.getnames()
+        tar.extract("state_dict.bin", folder)
+    shutil.copy(debug_model_dir / "compression_state_dict.bin", folder)
+    stock = MusicGen.get_pretrained(str(folder), device="cpu")
+    merged = lora.merge(best)
+    loaded = stock.lm.state_dict()
+    assert loaded.keys() == merged.keys()
+    for name, value in merged.items():
+        torch.testing.assert_close(loaded[name], value, msg=name)
+    stock.set_generation_params(duration=1.0, top_k=64)  # the debug codebooks hold 64
+    assert stock.generate(["a test"], progress=False).shape[-1] > 0
