@@ -36,6 +36,58 @@ def essentia_defaults(path: Path) -> Estimate:
     return str(key), str(scale), float(bpm)
 
 
+# The octave rule before issue 13 (thresholds set on seed 7), kept here to be compared.
+OLD_HALVE_ALTERNATION, OLD_DOUBLE_MIDPOINT = 0.40, 0.75
+
+
+def _old_strength_at(curve: np.ndarray, times: np.ndarray, radius: int = 3) -> np.ndarray:
+    from labeling.analysis import ODF_RATE
+
+    idx = np.round(times * ODF_RATE).astype(int)
+    idx = idx[(idx >= 0) & (idx < curve.size)]
+    return np.array([curve[max(0, i - radius) : i + radius + 1].max() for i in idx])
+
+
+def old_rule_tempo(audio: np.ndarray) -> float | None:
+    """The previous `estimate_tempo`: halve when the bass register alternates strong/weak at the
+    ticks, double when it is as strong between them."""
+    import essentia.standard as es
+
+    from labeling import analysis
+
+    if audio.size < analysis.MIN_SECONDS * analysis.ANALYSIS_SR or not np.any(audio):
+        return None
+    curves = analysis.onset_curves(audio)
+    odf = curves.beat
+    ticks = np.asarray(es.TempoTapDegara(sampleRateODF=analysis.ODF_RATE)(odf), np.float64)
+    if ticks.size < 4:
+        return None
+    tracked = 60.0 / float(np.median(np.diff(ticks)))
+    if curves.low_energy < analysis.MIN_LOW_ENERGY:
+        return tracked
+    strengths = _old_strength_at(curves.low, ticks)
+    mids = _old_strength_at(curves.low, (ticks[:-1] + ticks[1:]) / 2.0)
+    if strengths.size < 4 or mids.size < 2:
+        return tracked
+    even, odd = float(np.median(strengths[0::2])), float(np.median(strengths[1::2]))
+    alternation = abs(even - odd) / max(even + odd, 1e-9)
+    midpoint = float(np.median(mids)) / max(float(np.median(strengths)), 1e-9)
+    if alternation > OLD_HALVE_ALTERNATION and tracked / 2 >= analysis.MIN_BPM:
+        return tracked / 2
+    if midpoint > OLD_DOUBLE_MIDPOINT and tracked * 2 <= analysis.MAX_BPM:
+        return tracked * 2
+    return tracked
+
+
+def old_rule(path: Path) -> Estimate:
+    """labeling.analysis before issue 13: the same key, the old octave rule for the tempo."""
+    from labeling.analysis import estimate_key, load_mono
+
+    audio = load_mono(path)
+    key = estimate_key(audio)
+    return (key.key if key else None, key.scale if key else None, old_rule_tempo(audio))
+
+
 def ours(path: Path) -> Estimate:
     """labeling.analysis: what the labeling stage runs (decode + resample included)."""
     from labeling.analysis import estimate_key, estimate_tempo, load_mono
@@ -50,8 +102,20 @@ def ours(path: Path) -> Estimate:
     )
 
 
+def confident_tempo(path: Path) -> float | None:
+    """Our tempo when its confidence clears the stage's threshold (what a description gets)."""
+    from labeling.analysis import estimate_tempo, load_mono
+    from labeling.stage import LabelSettings
+
+    tempo = estimate_tempo(load_mono(path))
+    if tempo is None or tempo.confidence < LabelSettings().min_bpm_confidence:
+        return None
+    return tempo.bpm
+
+
 METHODS: dict[str, Method] = {
     "incumbent (librosa beat_track + chroma argmax)": incumbent,
     "Essentia defaults (KeyExtractor + RhythmExtractor2013)": essentia_defaults,
+    "old rule (labeling.analysis before issue 13)": old_rule,
     "ours (labeling.analysis)": ours,
 }

@@ -52,6 +52,11 @@ class ClipSpec:
     chord_program: int  # General MIDI program of the harmony part
     lead_program: int | None
     bass: bool = True
+    # Development extras (`extra_specs`): meter and bass figure. The defaults are the 4/4 clips
+    # of `default_specs`, unchanged.
+    meter: str = "4/4"  # "4/4" | "3/4" | "6/8" (6/8: `bpm` counts dotted quarters)
+    bass_beats: tuple[int, ...] | None = None  # beats of the bar the bass plays; None: all
+    swing: bool = False  # eighths played long-short (2:1)
 
     @property
     def key(self) -> str:
@@ -115,6 +120,74 @@ def default_specs(count: int = 32, seed: int = 7) -> list[ClipSpec]:
     return specs
 
 
+# Development extras: 3/4 and 6/8 grooves on a 12-step bar of sixteenths (6/8: an eighth is two
+# steps, the dotted-quarter beats are steps 0 and 6), a shuffle (16 steps, eighths swung).
+EXTRA_GROOVES: dict[str, list[tuple[int, tuple[int, ...], int]]] = {
+    "waltz": [(KICK, (0,), 105), (SNARE, (4, 8), 70), (HAT, (0, 2, 4, 6, 8, 10), 60)],
+    "sixeight": [(KICK, (0,), 110), (SNARE, (6,), 95), (HAT, (0, 2, 4, 6, 8, 10), 65)],
+    "shuffle": [(KICK, (0, 8), 105), (SNARE, (4, 12), 100), (HAT, (0, 2, 4, 6, 8, 10, 12, 14), 70)],
+    # Added after evaluation run 1 (bench/README.md): a 3-3-2 kick and sixteenth-hat half time.
+    "tresillo": [
+        (KICK, (0, 6, 12), 110),
+        (SNARE, (4, 12), 90),
+        (HAT, (0, 2, 4, 6, 8, 10, 12, 14), 60),
+    ],
+    "halftime16": [(KICK, (0, 7, 10), 110), (CLAP, (8,), 110), (HAT, tuple(range(16)), 62)],
+}
+# (groove, meter, chord program, lead program, bass beats)
+EXTRA_ARRANGEMENTS: list[tuple[str, str, int, int | None, tuple[int, ...] | None]] = [
+    ("waltz", "3/4", 0, 71, (0,)),  # piano + clarinet, bass on 1
+    ("none", "3/4", 48, None, (0,)),  # strings, drum-less waltz
+    ("sixeight", "6/8", 25, 73, (0, 1)),  # steel guitar + flute, bass on both dotted beats
+    ("none", "6/8", 0, None, (0,)),  # piano arpeggios in 6/8
+    ("shuffle", "4/4", 0, 66, None),  # swung eighths, piano + sax
+    ("rock", "4/4", 29, None, (0, 2)),  # bass on beats 1 and 3
+    ("halftime", "4/4", 4, 81, (0, 2)),  # half-time with bass on 1 and 3
+    ("none", "4/4", 24, 40, (0, 2)),  # drum-less, bass on 1 and 3
+]
+# Added after evaluation run 1; drawn by `extra_specs` from seed 10 on.
+LATE_ARRANGEMENTS: list[tuple[str, str, int, int | None, tuple[int, ...] | None]] = [
+    ("tresillo", "4/4", 16, None, (0, 2)),  # organ, bass on 1 and 3 under a 3-3-2 kick
+    ("halftime16", "4/4", 90, 80, (0,)),  # pad + lead, sixteenth hats, clap on 3
+]
+
+
+def extra_specs(count: int = 32, seed: int = 9) -> list[ClipSpec]:
+    """Development clips beyond `default_specs`: 3/4, 6/8, shuffle and bass on beats 1 and 3;
+    from seed 10 on also a 3-3-2 kick and sixteenth-hat half time (`LATE_ARRANGEMENTS`).
+
+    Tempi: 60-176 BPM (quarters; 6/8 counts dotted quarters, 46-100).
+    """
+    rng = random.Random(seed)
+    arrangements = EXTRA_ARRANGEMENTS + (LATE_ARRANGEMENTS if seed >= 10 else [])
+    specs = []
+    for i in range(count):
+        mode = "major" if i % 2 == 0 else "minor"
+        tonic = rng.randrange(12)
+        groove, meter, chords, lead, bass_beats = arrangements[i % len(arrangements)]
+        bpm = float(rng.randrange(46, 101) if meter == "6/8" else rng.randrange(60, 177))
+        if groove == "halftime16":
+            bpm = float(rng.randrange(120, 177))
+        prog_major, prog_minor = PROGRESSIONS[rng.randrange(len(PROGRESSIONS))]
+        specs.append(
+            ClipSpec(
+                name=f"extra{i:02d}_{PITCH_NAMES[tonic]}{'m' if mode == 'minor' else ''}"
+                f"_{int(bpm)}_{groove}_{meter.replace('/', '')}",
+                tonic=tonic,
+                mode=mode,
+                bpm=bpm,
+                groove=groove,
+                progression=prog_major if mode == "major" else prog_minor,
+                chord_program=chords,
+                lead_program=lead,
+                meter=meter,
+                bass_beats=bass_beats,
+                swing=groove == "shuffle",
+            )
+        )
+    return specs
+
+
 def _scale_pitch(tonic: int, mode: str, degree: int, octave: int, raise_leading: bool) -> int:
     scale = MAJOR if mode == "major" else NATURAL_MINOR
     octave_shift, step = divmod(degree, 7)
@@ -130,7 +203,94 @@ def _chord(tonic: int, mode: str, degree: int, octave: int) -> list[int]:
     return [_scale_pitch(tonic, mode, degree + k, octave, leading) for k in (0, 2, 4)]
 
 
+def _to_midi(events: list[tuple[int, mido.Message]], quarter_bpm: float) -> mido.MidiFile:
+    midi = mido.MidiFile(ticks_per_beat=TICKS)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(quarter_bpm), time=0))
+    last = 0
+    for at, message in sorted(events, key=lambda e: (e[0], e[1].type == "note_on")):
+        track.append(message.copy(time=at - last))
+        last = at
+    return midi
+
+
+def _build_extra_midi(spec: ClipSpec, seconds: float, seed: int) -> mido.MidiFile:
+    """The development extras: 3/4, 6/8, swing, bass on chosen beats."""
+    rng = random.Random(hash((spec.name, seed)) & 0xFFFF)
+    step = TICKS // 4  # a sixteenth
+    if spec.meter == "6/8":
+        quarter_bpm = spec.bpm * 1.5
+        beats, beat_ticks = 2, 6 * step  # dotted quarters
+    else:
+        quarter_bpm = spec.bpm
+        beats, beat_ticks = (3 if spec.meter == "3/4" else 4), TICKS
+    bar_ticks = beats * beat_ticks
+    bars = int(seconds * quarter_bpm / 60.0 * TICKS / bar_ticks) + 2
+    events: list[tuple[int, mido.Message]] = []
+
+    def swung(at: int) -> int:
+        # Swing: the second eighth of each beat comes a triplet eighth late (2:1).
+        if spec.swing and at % TICKS == TICKS // 2:
+            return at + TICKS // 6
+        return at
+
+    def note(channel: int, pitch: int, start: int, length: int, velocity: int) -> None:
+        start = swung(start)
+        on = mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)
+        events.append((start, on))
+        events.append((start + length, mido.Message("note_off", channel=channel, note=pitch)))
+
+    events.append((0, mido.Message("program_change", channel=0, program=spec.chord_program)))
+    if spec.lead_program is not None:
+        events.append((0, mido.Message("program_change", channel=1, program=spec.lead_program)))
+    events.append((0, mido.Message("program_change", channel=2, program=33)))
+    grooves = {**GROOVES, **EXTRA_GROOVES}
+    eighth = TICKS // 2
+    for bar in range(bars):
+        degree = spec.progression[bar % len(spec.progression)]
+        start = bar * bar_ticks
+        chord = _chord(spec.tonic, spec.mode, degree, 5)
+        if spec.groove == "none" or spec.meter == "6/8":
+            pattern = (chord[0], chord[1], chord[2], chord[2] + 12, chord[1], chord[2])
+            for k in range(bar_ticks // eighth):
+                accent = (k * eighth) % beat_ticks == 0
+                note(0, pattern[k % 6], start + k * eighth, eighth, 84 if accent else 66)
+        elif spec.meter == "3/4":
+            note(0, chord[0] - 12, start, TICKS - 20, 74)  # oom
+            for beat in (1, 2):  # pah pah
+                for pitch in chord:
+                    note(0, pitch, start + beat * TICKS, TICKS - 40, 60)
+        else:
+            for beat in range(beats):
+                for pitch in chord:
+                    note(0, pitch, start + beat * TICKS, TICKS - 20, 62 if beat % 2 else 72)
+        if spec.bass:
+            root = _chord(spec.tonic, spec.mode, degree, 3)[0]
+            fifth = _chord(spec.tonic, spec.mode, degree, 3)[2]
+            for beat in spec.bass_beats if spec.bass_beats is not None else range(beats):
+                pitch = fifth if beat == beats - 2 and beats == 4 else root
+                note(2, pitch, start + beat * beat_ticks, beat_ticks - 30, 95)
+        if spec.lead_program is not None and bar % 2 == 1:
+            t = start
+            while t < start + bar_ticks:
+                length = rng.choice((eighth, TICKS, eighth))
+                idx = rng.choice((0, 2, 4, 1, 0, 2))
+                pitch = _scale_pitch(
+                    spec.tonic, spec.mode, degree + idx, 6, idx == 2 and degree == 4
+                )
+                note(1, pitch, t, min(length, start + bar_ticks - t) - 10, 80)
+                t += length
+        for drum, steps, velocity in grooves[spec.groove]:
+            for s in steps:
+                v = max(1, min(127, velocity + rng.randint(-6, 6)))
+                note(DRUM_CHANNEL, drum, start + s * step, step, v)
+    return _to_midi(events, quarter_bpm)
+
+
 def build_midi(spec: ClipSpec, seconds: float = CLIP_SECONDS, seed: int = 0) -> mido.MidiFile:
+    if spec.meter != "4/4" or spec.bass_beats is not None or spec.swing:
+        return _build_extra_midi(spec, seconds, seed)
     rng = random.Random(hash((spec.name, seed)) & 0xFFFF)
     beats = int(seconds * spec.bpm / 60.0) + 4
     bars = beats // 4 + 1
@@ -179,15 +339,7 @@ def build_midi(spec: ClipSpec, seconds: float = CLIP_SECONDS, seed: int = 0) -> 
             for s in steps:
                 v = max(1, min(127, velocity + rng.randint(-6, 6)))
                 note(DRUM_CHANNEL, drum, start + s * step, step, v)
-    midi = mido.MidiFile(ticks_per_beat=TICKS)
-    track = mido.MidiTrack()
-    midi.tracks.append(track)
-    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(spec.bpm), time=0))
-    last = 0
-    for at, message in sorted(events, key=lambda e: (e[0], e[1].type == "note_on")):
-        track.append(message.copy(time=at - last))
-        last = at
-    return midi
+    return _to_midi(events, spec.bpm)
 
 
 def soundfont() -> Path:
@@ -200,20 +352,14 @@ def soundfont() -> Path:
     )
 
 
-def render(spec: ClipSpec, out_dir: Path, sample_rate: int = 44100) -> Path:
-    """Render `spec` to `out_dir/NAME.wav` (cached), trimmed to CLIP_SECONDS."""
+def render_midi(mid: Path, wav: Path, seconds: float, sample_rate: int = 44100) -> Path:
+    """Render the MIDI file `mid` with fluidsynth to `wav`, trimmed to `seconds`, peak -0.9 dB."""
     import numpy as np
     import soundfile as sf
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    wav = out_dir / f"{spec.name}.wav"
-    if wav.exists():
-        return wav
     if shutil.which("fluidsynth") is None:
         raise RuntimeError("fluidsynth is not installed (apt-get install fluidsynth)")
-    mid = out_dir / f"{spec.name}.mid"
-    build_midi(spec).save(mid)
-    raw = out_dir / f"{spec.name}.raw.wav"
+    raw = wav.with_suffix(".raw.wav")
     cmd = [
         "fluidsynth",
         "-ni",
@@ -231,8 +377,19 @@ def render(spec: ClipSpec, out_dir: Path, sample_rate: int = 44100) -> Path:
         tail = (proc.stderr or proc.stdout)[-2000:]
         raise RuntimeError(f"fluidsynth failed on {mid} (exit {proc.returncode}): {tail}")
     audio, sr = sf.read(raw, dtype="float32", always_2d=True)
-    audio = audio[: int(CLIP_SECONDS * sr)]
+    audio = audio[: int(seconds * sr)]
     peak = float(np.abs(audio).max()) or 1.0
     sf.write(wav, audio * (0.9 / peak), sr, subtype="PCM_16")
     raw.unlink()
     return wav
+
+
+def render(spec: ClipSpec, out_dir: Path, sample_rate: int = 44100) -> Path:
+    """Render `spec` to `out_dir/NAME.wav` (cached), trimmed to CLIP_SECONDS."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wav = out_dir / f"{spec.name}.wav"
+    if wav.exists():
+        return wav
+    mid = out_dir / f"{spec.name}.mid"
+    build_midi(spec).save(mid)
+    return render_midi(mid, wav, CLIP_SECONDS, sample_rate)

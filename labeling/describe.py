@@ -9,11 +9,18 @@ the audio has neither key nor beat, e.g. noise), the description falls back to t
 source file name ("Rainy Night_v2.wav" -> "rainy night v2"), and `"music"` when the name has
 no letters. So no entry is ever written with an empty description, unless the caller asks for
 unconditional training (`unconditional=True`), where every description is "".
+
+One tempo per chunk: when the caption or shared text already states a tempo ("128 bpm", "at 90
+BPM", "90bpm", "BPM: 90"), the auto description says none (`given_tempo`, `reconcile_tempo`),
+and the MusicInfo `bpm` is the text's tempo: the user's word wins, as for the text itself.
+Whether a measured tempo is confident enough to be written at all is decided once, in the
+labeling stage (`LabelSettings.min_bpm_confidence`): below it a chunk's labels carry no `bpm`.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -22,6 +29,61 @@ from musicgen_ft.types import Chunk, Labels, LabelScore
 FALLBACK_TEXT = "music"
 # How many of each kind go into the sentence (the MusicInfo fields keep them all).
 DESCRIBE_GENRES, DESCRIBE_MOODS, DESCRIBE_INSTRUMENTS = 2, 2, 3
+
+
+_NUMBER = r"(\d{2,3}(?:[.,]\d+)?)"
+_BPM = r"(?:bpm|b\.p\.m\.?|beats per minute)"
+TEMPO_PATTERNS = (
+    re.compile(rf"(?<![\d.]){_NUMBER}\s*-?\s*{_BPM}(?![a-z])", re.IGNORECASE),  # 128 bpm, 90bpm
+    re.compile(rf"(?<![a-z]){_BPM}\s*[:=]?\s*{_NUMBER}(?![\d])", re.IGNORECASE),  # BPM: 90
+)
+# An auto phrase carrying a tempo, removed when the given text has its own: "at 124 BPM".
+_AUTO_TEMPO = re.compile(rf",?\s*\bat\s+{_NUMBER}\s*{_BPM}(?![a-z])", re.IGNORECASE)
+TEMPO_TOLERANCE = 0.04  # as the benchmark's Acc1
+
+
+def given_tempo(text: str | None) -> float | None:
+    """The tempo a caption states ("128 bpm", "at 90 BPM", "90bpm", "BPM: 90"), if exactly one
+    (or several equal ones) within 20..400 BPM; None otherwise."""
+    if not text:
+        return None
+    found = {
+        float(m.group(1).replace(",", "."))
+        for pattern in TEMPO_PATTERNS
+        for m in pattern.finditer(text)
+    }
+    found = {bpm for bpm in found if 20 <= bpm <= 400}
+    return found.pop() if len(found) == 1 else None
+
+
+def tempo_agrees(stated: float, measured: float) -> bool:
+    """`measured` is `stated` within 4 %, or an octave of it (x2, /2)."""
+    return any(abs(measured - stated * f) <= TEMPO_TOLERANCE * stated * f for f in (1.0, 2.0, 0.5))
+
+
+def reconcile_tempo(given: str | None, labels: Labels | None) -> tuple[Labels | None, float | None]:
+    """(labels to describe, the chunk's tempo) when the caption or shared text is `given`.
+
+    Never two tempos for one chunk: when `given` states a tempo, the labels lose theirs (so the
+    auto description names none) and the chunk's tempo is the stated one, whether or not it
+    agrees with the measured one (`tempo_agrees` tells; the measurement is a guess, the caption
+    the user's word). Otherwise the labels are unchanged and the tempo is the measured one.
+    """
+    stated = given_tempo(given)
+    measured = labels.bpm if labels is not None else None
+    if stated is None:
+        return labels, measured
+    if labels is None:
+        return None, stated
+    text = labels.description
+    if text and text != compose_description(labels):
+        text = _AUTO_TEMPO.sub("", text)  # a reviewed text: take its tempo phrase out
+        for pattern in TEMPO_PATTERNS:
+            text = pattern.sub("", text)
+        text = re.sub(r"\s+([,.])", r"\1", re.sub(r"\s{2,}", " ", text)).strip(" ,")
+    else:
+        text = None
+    return replace(labels, bpm=None, bpm_confidence=None, description=text or None), stated
 
 
 def _join(words: list[str]) -> str:
@@ -88,14 +150,15 @@ def choose_description(
 ) -> tuple[str, str]:
     """(description, where it came from: caption | shared | auto | caption+auto |
     shared+auto | file name)."""
-    auto = ""
-    if labels is not None:
-        auto = (labels.description or compose_description(labels)).strip()
     given, origin = None, ""
     if chunk.caption and chunk.caption.strip():
         given, origin = chunk.caption.strip(), "caption"
     elif one_same_description and one_same_description.strip():
         given, origin = one_same_description.strip(), "shared"
+    labels, _ = reconcile_tempo(given, labels)
+    auto = ""
+    if labels is not None:
+        auto = (labels.description or compose_description(labels)).strip()
     if given:
         if append_auto and auto:
             return f"{given.rstrip('. ')}. {auto}", f"{origin}+auto"
@@ -131,6 +194,8 @@ def music_info(
         description, origin = choose_description(chunk, labels, one_same_description, append_auto)
     assert unconditional or description, "a conditional example must have a description"
     lab = labels or Labels()
+    given = chunk.caption if chunk.caption and chunk.caption.strip() else one_same_description
+    _, bpm = reconcile_tempo(None if unconditional else given, labels)
     keywords = [s.label for s in lab.genres] + [s.label for s in lab.moods]
     return {
         "name": chunk.chunk_id,
@@ -139,7 +204,7 @@ def music_info(
         "description": description,
         "description_origin": origin,
         "key": key_text(lab),
-        "bpm": round(float(lab.bpm), 1) if lab.bpm else None,
+        "bpm": round(float(bpm), 1) if bpm else None,
         "genre": lab.genres[0].label if lab.genres else None,
         "moods": [s.label for s in lab.moods],
         "instrument": ", ".join(s.label for s in lab.instruments) or None,

@@ -32,7 +32,7 @@ from musicgen_ft.types import Chunk, Labels, LabelScore
 
 logger = logging.getLogger(__name__)
 LABELS_FILE = "labels.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: tempo level chosen among candidates, `bpm_candidates`
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,10 @@ class LabelSettings:
         class_thresholds: Per-class overrides, keyed "kind:label" (e.g. "moods:dark": 0.2),
             label as published or as shown (lower case).
         min_key_strength: Below this Essentia key strength the key is left out.
-        min_bpm_confidence: Below this tempo confidence the BPM is left out.
+        min_bpm_confidence: Below this tempo confidence the BPM is left out of the labels, and
+            so of the description and the MusicInfo `bpm` (the one tempo threshold; 0.5 was set
+            on the development clips of bench/README.md, where 95 % of the tempi above it were
+            right). The candidates are kept in `bpm_candidates` either way.
         max_source_seconds: Key/BPM use at most this much audio of each source.
         threads: ONNX Runtime threads for the taggers.
     """
@@ -62,7 +65,7 @@ class LabelSettings:
     )
     class_thresholds: Mapping[str, float] = field(default_factory=dict)
     min_key_strength: float = 0.2
-    min_bpm_confidence: float = 0.1
+    min_bpm_confidence: float = 0.5
     max_source_seconds: float = 600.0
     threads: int = 1
 
@@ -162,6 +165,7 @@ def label_source(
     tempo = analysis.estimate_tempo(joined)
     if key is not None and key.strength < settings.min_key_strength:
         key = None
+    candidates = [(bpm, conf) for bpm, conf in tempo.candidates] if tempo is not None else []
     if tempo is not None and tempo.confidence < settings.min_bpm_confidence:
         tempo = None
     out: dict[str, Labels] = {}
@@ -172,6 +176,7 @@ def label_source(
             key_strength=key.strength if key else None,
             bpm=tempo.bpm if tempo else None,
             bpm_confidence=tempo.confidence if tempo else None,
+            bpm_candidates=list(candidates),
         )
         assert taggers is not None or not tags
         for kind, scores in tags.get(chunk.chunk_id, {}).items():
@@ -229,6 +234,7 @@ def labels_from_dict(data: Mapping[str, Any]) -> Labels:
         key_strength=data.get("key_strength"),
         bpm=data.get("bpm"),
         bpm_confidence=data.get("bpm_confidence"),
+        bpm_candidates=[(float(b), float(c)) for b, c in data.get("bpm_candidates") or []],
         genres=scores(data.get("genres")),
         moods=scores(data.get("moods")),
         instruments=scores(data.get("instruments")),

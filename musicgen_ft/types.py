@@ -52,6 +52,9 @@ class Labels:
     key_strength: float | None = None
     bpm: float | None = None
     bpm_confidence: float | None = None
+    # Tempo candidates (bpm, confidence), most confident first, kept even when `bpm` is left
+    # out for low confidence (labels.json only; the review CSV and MusicInfo do not carry them).
+    bpm_candidates: list[tuple[float, float]] = field(default_factory=list)
     genres: list[LabelScore] = field(default_factory=list)
     moods: list[LabelScore] = field(default_factory=list)
     instruments: list[LabelScore] = field(default_factory=list)

@@ -45,10 +45,26 @@ def progression(
     return (0.3 * audio / np.abs(audio).max()).astype(np.float32)
 
 
+# Grooves: (steps per bar, steps per beat, {sound: steps}). "waltz" is 3/4; "sixeight" counts
+# dotted quarters (six sixteenths a beat); "halftime" has the snare on 3 and bass on 1 and 3.
+GROOVES: dict[str, tuple[int, int, dict[str, tuple[int, ...]]]] = {
+    "rock": (16, 4, {"kick": (0, 8), "snare": (4, 12), "hat": tuple(range(0, 16, 2)),
+                     "bass": (0, 4, 8, 12)}),
+    "clicks": (16, 4, {"kick": (0, 4, 8, 12), "snare": (), "hat": (), "bass": ()}),
+    "waltz": (12, 4, {"kick": (0,), "snare": (4, 8), "hat": tuple(range(0, 12, 2)),
+                      "bass": (0,)}),
+    "halftime": (16, 4, {"kick": (0, 10), "snare": (8,), "hat": tuple(range(0, 16, 2)),
+                         "bass": (0, 8)}),
+    "sixeight": (12, 6, {"kick": (0,), "snare": (6,), "hat": tuple(range(0, 12, 2)),
+                         "bass": (0, 6)}),
+}  # fmt: skip
+
+
 def drums(bpm: float, seconds: float = 20.0, pattern: str = "rock", sr: int = SR) -> np.ndarray:
-    """Kick/snare/hat groove on a 16-step bar at `bpm` (quarter notes), plus a bass on beats."""
+    """A kick/snare/hat groove with a bass (`GROOVES`) at `bpm` beats a minute."""
     rng = np.random.default_rng(0)
-    step = 60.0 / bpm / 4
+    steps_per_bar, steps_per_beat, steps = GROOVES[pattern]
+    step = 60.0 / bpm / steps_per_beat
     n = int(seconds * sr)
     out = np.zeros(n, np.float32)
     t = np.arange(int(0.25 * sr)) / sr
@@ -56,17 +72,8 @@ def drums(bpm: float, seconds: float = 20.0, pattern: str = "rock", sr: int = SR
     snare = rng.standard_normal(t.size) * np.exp(-25 * t) * 0.6
     hat = np.diff(rng.standard_normal(t.size + 1)) * np.exp(-80 * t) * 0.15
     bass = np.sin(2 * np.pi * 82.4 * t) * np.exp(-6 * t) * 0.5
-    steps = {
-        "rock": {
-            "kick": (0, 8),
-            "snare": (4, 12),
-            "hat": tuple(range(0, 16, 2)),
-            "bass": (0, 4, 8, 12),
-        },
-        "clicks": {"kick": (0, 4, 8, 12), "snare": (), "hat": (), "bass": ()},
-    }[pattern]
     sounds = {"kick": kick, "snare": snare, "hat": hat, "bass": bass}
-    bar = 16 * step
+    bar = steps_per_bar * step
     for b in range(int(seconds / bar) + 1):
         for name, positions in steps.items():
             for s in positions:
