@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export USER ?= $(shell id -un 2>/dev/null || echo musicgen-ft)
 
-.PHONY: setup demo serve-demo test lint pytest bench clean image image-test
+.PHONY: setup demo serve-demo test lint pytest bench bench-train-tiny clean image image-test
 
 setup:
 	@bash scripts/setup.sh
@@ -24,9 +24,15 @@ serve-demo: setup
 	$(PY) scripts/serve_demo.py
 
 pytest: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra --durations=20
 
 test: lint pytest
+	@$(MAKE) --no-print-directory bench-train-tiny
+
+# LM training throughput of a tiny shape on CPU (bench/training.md): printed by `make test`,
+# figures not asserted; a crash of the script fails the target.
+bench-train-tiny: setup
+	HF_HUB_OFFLINE=1 $(PY) bench/train_throughput.py --tiny --out test-artifacts/bench_train_tiny.json
 
 bench: setup
 	MUSICGEN_FT_BENCH=1 bash scripts/setup.sh

@@ -10,6 +10,12 @@
 The MusicGen builds load T5 (and, for melody, Demucs) the way AudioCraft does, so run
 `python tests/hub_standins.py musicgen OUT VARIANT` with `HF_HUB_CACHE` / `TORCH_HOME` pointing
 at caches that hold the stand-ins.
+
+`size="real"` (`python tests/hub_standins.py t5|musicgen OUT [VARIANT] real`) builds the same
+files at the released sizes instead, random init: t5-base's encoder shape (12 layers, d_model
+768, d_ff 3072, 12 heads, vocabulary 32128; the tokenizer stays the small one trained here), the
+variant's full LM (no shape overrides) and the released 32 kHz EnCodec shape. The benchmarks
+(bench/standin_weights.py) use them; the tests use the tiny default.
 """
 
 from __future__ import annotations
@@ -53,7 +59,19 @@ WORDS = [
 ]
 
 
-def tiny_t5(out: Path) -> Path:
+SIZES = ("tiny", "real")
+# t5-base's published shape (https://huggingface.co/t5-base/blob/main/config.json): d_model
+# 768, d_kv 64, d_ff 3072, 12 layers, 12 heads, a vocabulary of 32128.
+T5_BASE_VOCAB = 32128
+
+
+def _check_size(size: str) -> None:
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, not {size!r}")
+
+
+def tiny_t5(out: Path, size: str = "tiny") -> Path:
+    _check_size(size)
     import sentencepiece as spm
     from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
@@ -75,17 +93,24 @@ def tiny_t5(out: Path) -> Path:
     import torch
 
     torch.manual_seed(0)
-    config = T5Config(
-        vocab_size=len(tokenizer), d_model=768, d_kv=16, d_ff=32, num_layers=1, num_heads=2,
-        decoder_start_token_id=0,
-    )  # fmt: skip
+    if size == "real":
+        config = T5Config(
+            vocab_size=T5_BASE_VOCAB, d_model=768, d_kv=64, d_ff=3072, num_layers=12,
+            num_heads=12, decoder_start_token_id=0,
+        )  # fmt: skip
+    else:
+        config = T5Config(
+            vocab_size=len(tokenizer), d_model=768, d_kv=16, d_ff=32, num_layers=1, num_heads=2,
+            decoder_start_token_id=0,
+        )  # fmt: skip
     T5EncoderModel(config).save_pretrained(str(out), safe_serialization=True)
     (out / "generation_config.json").unlink(missing_ok=True)
     return out
 
 
-def musicgen(out: Path, variant_name: str) -> Path:
-    """A released-format `facebook/musicgen-<variant>` stand-in in `out`."""
+def musicgen(out: Path, variant_name: str, size: str = "tiny") -> Path:
+    """A released-format `facebook/musicgen-<variant>` stand-in in `out` (`size`: see above)."""
+    _check_size(size)
     sys.path.insert(0, str(ROOT))
     import torch
     from audiocraft.models import builders
@@ -97,7 +122,21 @@ def musicgen(out: Path, variant_name: str) -> Path:
     variant = get_variant(variant_name)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    comp_cfg = compose_config([*COMPRESSION_OVERRIDES, f"rvq.bins={variant.card}"])
+    if size == "real":
+        comp_overrides = [
+            "solver=compression/encodec_musicgen_32khz",
+            "device=cpu",
+            "rvq.kmeans_init=false",
+        ]
+        lm_shape: list[str] = []
+    else:
+        comp_overrides = list(COMPRESSION_OVERRIDES)
+        lm_shape = [
+            "transformer_lm.dim=32",
+            "transformer_lm.num_heads=2",
+            "transformer_lm.num_layers=1",
+        ]
+    comp_cfg = compose_config([*comp_overrides, f"rvq.bins={variant.card}"])
     compression = builders.get_compression_model(comp_cfg)
     lm_cfg = compose_config(
         [
@@ -107,15 +146,53 @@ def musicgen(out: Path, variant_name: str) -> Path:
             "dset=audio/musicgen_ft",
             f"channels={variant.channels}",
             *variant.lm_overrides,
-            "transformer_lm.dim=32",
-            "transformer_lm.num_heads=2",
-            "transformer_lm.num_layers=1",
+            *lm_shape,
         ]
     )
     lm = builders.get_lm_model(lm_cfg)
     save_released(compression, comp_cfg, out / COMPRESSION_FILE)
     save_released(lm, lm_cfg, out / LM_FILE)
     return out
+
+
+# The released htdemucs (signature 955717e8): Demucs's HTDemucs with its published training
+# config's non-default arguments; everything else is the class's default.
+HTDEMUCS_REAL: dict[str, Any] = {"bottom_channels": 512, "dconv_mode": 3, "segment": "39/5"}
+
+
+def htdemucs(repo: Path, sig: str = "955717e8", size: str = "real", seed: int = 0) -> Path:
+    """A random HTDemucs in Demucs's own format: `<sig>-<first 8 hex of its SHA-256>.th` plus a
+    `htdemucs.yaml` bag, loadable with `demucs.pretrained.get_model("htdemucs", repo=repo)`.
+    `size="real"`: the released architecture (~42 M parameters, saved in half precision as
+    Demucs publishes it); `tiny`: channels 8, depth 4, one transformer layer."""
+    _check_size(size)
+    import hashlib
+    from fractions import Fraction
+
+    import torch
+    from demucs.htdemucs import HTDemucs
+    from demucs.states import serialize_model
+    from omegaconf import OmegaConf
+
+    torch.manual_seed(seed)
+    common: dict[str, Any] = {
+        "sources": ["drums", "bass", "other", "vocals"],
+        "audio_channels": 2,
+        "samplerate": 44100,
+    }
+    if size == "real":
+        shape = {**HTDEMUCS_REAL, "segment": Fraction(HTDEMUCS_REAL["segment"])}
+    else:
+        shape = {"channels": 8, "depth": 4, "t_layers": 1, "nfft": 1024, "segment": Fraction(2)}
+    model = HTDemucs(**common, **shape)
+    repo.mkdir(parents=True, exist_ok=True)
+    tmp = repo / f"{sig}.tmp"
+    torch.save(serialize_model(model, OmegaConf.create({}), half=size == "real"), tmp)
+    checksum = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
+    path = repo / f"{sig}-{checksum}.th"
+    tmp.rename(path)
+    (repo / "htdemucs.yaml").write_text(f"models: ['{sig}']\n")
+    return path
 
 
 def save_released(module: Any, cfg: Any, path: Path) -> None:
@@ -136,6 +213,8 @@ def save_released(module: Any, cfg: Any, path: Path) -> None:
 if __name__ == "__main__":
     kind, target = sys.argv[1], Path(sys.argv[2])
     if kind == "t5":
-        tiny_t5(target)
+        tiny_t5(target, *sys.argv[3:4])
+    elif kind == "htdemucs":
+        print(htdemucs(target, size=sys.argv[3] if len(sys.argv) > 3 else "real"))
     else:
-        musicgen(target, sys.argv[3])
+        musicgen(target, sys.argv[3], *sys.argv[4:5])

@@ -64,7 +64,7 @@ WORKSPACE_BYTES = int(1.5 * GIB)
 # AudioCraft's `model/lm/model_scale` groups: (dim, layers, heads).
 MODEL_SCALES: dict[str, tuple[int, int, int]] = {
     "debug": (64, 2, 4),  # this project's config/model/lm/model_scale/debug.yaml
-    "xsmall": (512, 8, 8),
+    "xsmall": (64, 2, 2),  # AudioCraft's config/model/lm/model_scale/xsmall.yaml
     "small": (1024, 24, 16),
     "base": (1024, 24, 16),
     "medium": (1536, 48, 24),
