@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+# Test workers: one test file at a time per worker (they start servers, clusters, daemons).
+TEST_WORKERS ?= 2
 export USER ?= $(shell id -un 2>/dev/null || echo musicgen-ft)
 
 .PHONY: setup demo serve-demo test lint pytest bench bench-train-tiny clean image image-test
@@ -24,7 +26,7 @@ serve-demo: setup
 	$(PY) scripts/serve_demo.py
 
 pytest: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra --durations=20
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra --durations=20 -n $(TEST_WORKERS) --dist loadfile
 
 test: lint pytest
 	@$(MAKE) --no-print-directory bench-train-tiny
