@@ -1,15 +1,17 @@
 """Key and BPM accuracy and speed on clips rendered from MIDI (issue 4's benchmark).
 
     MUSICGEN_FT_BENCH=1 scripts/setup.sh   # fluidsynth + a General MIDI soundfont
-    .venv/bin/python bench/bench_labels.py [--set dev|seed7|seed8|extra9|extra10|eval]
+    .venv/bin/python bench/bench_labels.py [--set dev|devgen2|seed7|...|eval] [--eval-seed N]
 
-Sets: `dev` (the development clips the tempo weights were fitted on: seeds 7 and 8 of
-`labels_midi.default_specs`, `labels_midi.extra_specs` seeds 9 and 10), one of them, or `eval`
-(`labels_eval_midi`, another generator, never used to fit anything). Renders the clips once
+Sets: `dev` (development clips of `labels_midi`, which the tempo weights were fitted on: seeds 7
+and 8 of `default_specs`, `extra_specs` seeds 9 and 10, `round2_specs` seed 11), `devgen2` (the
+other generator's seeds 101-103, looked at in round 1 and fitted on from round 2 on), one of
+their parts, or `eval` (`labels_eval_midi` at `--eval-seed`, from 104 on never fitted or looked
+at before its one run). Renders the clips once
 (cached), then scores four methods on the same files: the incumbent fine-tuner's (librosa),
 Essentia's algorithms at their defaults, the octave rule before issue 13, and ours
 (labeling.analysis). For ours it also prints the share of clips whose tempo clears the
-description threshold (`labeling.describe.MIN_TEMPO_CONFIDENCE`) and Acc1 on those.
+description threshold (`LabelSettings.min_bpm_confidence`) and Acc1 on those.
 Speed is CPU seconds (process time, one thread) per second of audio, decode included.
 """
 
@@ -29,26 +31,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labels_methods import METHODS, confident_tempo, ours  # noqa: E402
 from labels_metrics import acc1, acc2, mirex_key_score  # noqa: E402
-from labels_midi import CLIP_SECONDS, default_specs, extra_specs, render  # noqa: E402
+from labels_midi import CLIP_SECONDS, default_specs, extra_specs, render, round2_specs  # noqa: E402
 
 TARGETS = {"key": 0.95, "acc1": 0.95, "speed": 100.0}
 
 
 def clip_set(name: str, clips: int, cache: Path, eval_seed: int) -> tuple[list[Any], list[Path]]:
     """(specs, rendered paths) of a named set; every spec has name, key, mode and bpm."""
-    if name == "eval":
+    if name in ("eval", "devgen2", "eval101", "eval102", "eval103"):
         import labels_eval_midi
 
-        specs: list[Any] = labels_eval_midi.eval_specs(4, eval_seed)
-        return specs, [labels_eval_midi.render(s, cache / f"eval{eval_seed}") for s in specs]
-    parts = {"seed7": (7,), "seed8": (8,), "extra9": (9,), "extra10": (10,), "dev": (7, 8, 9, 10)}
+        named = {"eval": (eval_seed,), "devgen2": (101, 102, 103)}
+        seeds = named[name] if name in named else (int(name[4:]),)
+        specs: list[Any] = []
+        paths: list[Path] = []
+        for seed in seeds:
+            chunk_: list[Any] = labels_eval_midi.eval_specs(4, seed)
+            specs += chunk_
+            paths += [labels_eval_midi.render(s, cache / f"eval{seed}") for s in chunk_]
+        return specs, paths
+    parts = {
+        "seed7": (7,),
+        "seed8": (8,),
+        "extra9": (9,),
+        "extra10": (10,),
+        "round2_11": (11,),
+        "dev": (7, 8, 9, 10, 11),
+    }
     specs, paths = [], []
     for seed in parts[name]:
-        extra = seed >= 9
-        chunk = (
-            extra_specs(40 if seed == 10 else clips, seed) if extra else default_specs(clips, seed)
-        )
-        folder = cache / (f"extra{seed}" if extra else f"seed{seed}")
+        if seed == 11:
+            chunk = round2_specs(40, seed)
+            folder = cache / "round2_11"
+        elif seed >= 9:
+            chunk = extra_specs(40 if seed == 10 else clips, seed)
+            folder = cache / f"extra{seed}"
+        else:
+            chunk = default_specs(clips, seed)
+            folder = cache / f"seed{seed}"
         specs += chunk
         paths += [render(s, folder) for s in chunk]
     return specs, paths
@@ -58,9 +78,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument(
-        "--set", default="seed7", choices=("dev", "seed7", "seed8", "extra9", "extra10", "eval")
+        "--set",
+        default="seed7",
+        choices=(
+            "dev",
+            "devgen2",
+            "seed7",
+            "seed8",
+            "extra9",
+            "extra10",
+            "round2_11",
+            "eval101",
+            "eval102",
+            "eval103",
+            "eval",
+        ),
     )
-    parser.add_argument("--eval-seed", type=int, default=102, help="seed of the eval set")
+    parser.add_argument("--eval-seed", type=int, default=104, help="seed of the eval set")
     parser.add_argument("--cache", type=Path, default=Path("work/bench_labels"))
     parser.add_argument("--verbose", action="store_true", help="print every clip")
     args = parser.parse_args(argv)

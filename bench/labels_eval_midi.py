@@ -57,6 +57,9 @@ PROGRESSIONS = {
     "major": ((0, 5, 1, 4), (3, 4, 2, 5), (0, 2, 3, 4), (0, 3, 5, 4)),
     "minor": ((0, 6, 5, 4), (0, 3, 6, 2), (0, 5, 3, 4), (0, 3, 4, 0)),
 }
+# IV V iii vi never sounds the major tonic and loops on vi: its key is as much the relative minor
+# (round 2 found most estimators answer that), so from seed 104 on ii V I vi takes its place.
+AMBIGUOUS_MAJOR, ROUND2_MAJOR = (3, 4, 2, 5), (1, 4, 0, 5)
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,66 @@ def hymn(s: Score, spec: EvalSpec, bar: int, t0: int, deg: int) -> None:
         s.add(1, mel[idx], t0 + k * q, q * 0.95, 74)
 
 
+# Styles added in round 2 for the evaluation runs from seed 104 on, written before any of their
+# clips was rendered or analysed (nothing was fitted or looked at on them).
+def punk(s: Score, spec: EvalSpec, bar: int, t0: int, deg: int) -> None:
+    q, e = TPQ, TPQ // 2  # fast 4/4: eighth-note bass and power chords, snare on 2 and 4
+    for k in range(8):
+        s.add(DRUMS, CHH if k % 2 else OHH, t0 + k * e, e / 2, 74)
+    for beat in (0, 2):
+        s.add(DRUMS, BD, t0 + beat * q, e, 112)
+    for beat in (1, 3):
+        s.add(DRUMS, SD, t0 + beat * q, e, 108)
+    root = triad(spec, deg, 36)[0]
+    for k in range(8):
+        s.add(2, root, t0 + k * e, e * 0.8, 96)
+    chord = triad(spec, deg, 48)
+    for k in range(8):
+        for p in (chord[0], chord[2]):
+            s.add(0, p, t0 + k * e, e * 0.8, 80)
+
+
+def country_waltz(s: Score, spec: EvalSpec, bar: int, t0: int, deg: int) -> None:
+    q = TPQ  # 3/4 with drums: kick on 1, brush snare on 2 and 3, bass alternating root/fifth
+    s.add(DRUMS, BD, t0, q / 2, 96)
+    for beat in (1, 2):
+        s.add(DRUMS, SD, t0 + beat * q, q / 2, 58)
+    root = triad(spec, deg, 36)[0]
+    s.add(2, root if bar % 2 == 0 else root + 7, t0, q * 0.9, 94)
+    for beat in (1, 2):
+        for p in triad(spec, deg, 60):
+            s.add(0, p, t0 + beat * q, q * 0.5, 66)
+    mel = triad(spec, deg, 72)
+    s.add(1, mel[bar % 3], t0, 3 * q * 0.9, 72)
+
+
+def samba(s: Score, spec: EvalSpec, bar: int, t0: int, deg: int) -> None:
+    x, q = TPQ // 4, TPQ  # surdo on 2 and 4 (the strong one on 4), sixteenth shaker, tamborim
+    for k in range(16):
+        s.add(DRUMS, SHAKER, t0 + k * x, x / 2, 70 if k % 4 == 0 else 52)
+    s.add(DRUMS, TOM, t0 + q, q / 2, 80)
+    s.add(DRUMS, TOM, t0 + 3 * q, q / 2, 104)
+    for step in (0, 3, 6, 10, 13):
+        s.add(DRUMS, RIM, t0 + step * x, x, 76)
+    root = triad(spec, deg, 36)[0]
+    for step, p in ((0, root), (6, root + 7), (8, root), (14, root + 7)):
+        s.add(2, p, t0 + step * x, 2 * x, 90)
+    chord = triad(spec, deg, 60, seventh=True)
+    for step in (2, 6, 10, 13):
+        for p in chord:
+            s.add(0, p, t0 + step * x, x * 1.5, 62)
+
+
+def arp68(s: Score, spec: EvalSpec, bar: int, t0: int, deg: int) -> None:
+    e = TPQ // 2  # drum-less 6/8: nylon guitar arpeggio in eighths, bass on both dotted beats
+    chord = triad(spec, deg, 48)
+    for k, (idx, up) in enumerate(((0, 0), (2, 0), (1, 12), (0, 12), (2, 0), (1, 0))):
+        s.add(0, chord[idx] + up, t0 + k * e, e * 1.5, 70 if k % 3 == 0 else 56)
+    root = triad(spec, deg, 36)[0]
+    s.add(2, root, t0, 3 * e * 0.95, 84)
+    s.add(2, root + 7, t0 + 3 * e, 3 * e * 0.95, 72)
+
+
 @dataclass(frozen=True)
 class Style:
     bar: Bar
@@ -365,13 +428,22 @@ LATE_STYLES: dict[str, Style] = {
     "afro128": Style(afro128, 4, 3 * TPQ // 2, (12, None, 32), (70, 110)),
     "hymn": Style(hymn, 4, TPQ, (19, 52, 32), (60, 100)),
 }
+ROUND2_STYLES: dict[str, Style] = {
+    "punk": Style(punk, 4, TPQ, (30, None, 34), (150, 200)),
+    "countrywaltz": Style(country_waltz, 3, TPQ, (25, 22, 32), (84, 160)),
+    "samba": Style(samba, 4, TPQ, (24, 73, 33), (84, 130)),
+    "arp68": Style(arp68, 2, 3 * TPQ // 2, (24, None, 32), (40, 76)),
+}
+ALL_STYLES = STYLES | LATE_STYLES | ROUND2_STYLES
 
 
 def eval_specs(per_style: int = 4, seed: int = 102) -> list[EvalSpec]:
     """`per_style` clips of every style, keys and tempi drawn from `seed`: seed 101 (run 1) the
-    ten `STYLES`; from seed 102 on (run 2) also the four `LATE_STYLES` (56 clips)."""
+    ten `STYLES`; from seed 102 on (run 2) also the four `LATE_STYLES` (56 clips); from seed 104
+    on (round 2) also the four `ROUND2_STYLES` (72 clips), and the major progression IV V iii vi,
+    which never sounds the tonic, replaced by ii V I vi (`ROUND2_MAJOR`)."""
     rng = random.Random(seed)
-    styles = STYLES | (LATE_STYLES if seed >= 102 else {})
+    styles = STYLES | (LATE_STYLES if seed >= 102 else {}) | (ROUND2_STYLES if seed >= 104 else {})
     specs = []
     for style_name, style in styles.items():
         for j in range(per_style):
@@ -381,6 +453,8 @@ def eval_specs(per_style: int = 4, seed: int = 102) -> list[EvalSpec]:
             lo, hi = style.tempo
             bpm = float(round(lo + (hi - lo) * (j + rng.random()) / per_style))
             prog = rng.choice(PROGRESSIONS[mode])
+            if seed >= 104 and prog == AMBIGUOUS_MAJOR:
+                prog = ROUND2_MAJOR
             key = PITCH_NAMES[tonic] + ("m" if mode == "minor" else "")
             specs.append(
                 EvalSpec(
@@ -396,7 +470,7 @@ def eval_specs(per_style: int = 4, seed: int = 102) -> list[EvalSpec]:
 
 
 def build(spec: EvalSpec, seconds: float = CLIP_SECONDS) -> mido.MidiFile:
-    style = (STYLES | LATE_STYLES)[spec.style]
+    style = ALL_STYLES[spec.style]
     rng = random.Random(zlib.crc32(spec.name.encode()))
     score = Score(rng)
     harmony, melody, bass = style.programs

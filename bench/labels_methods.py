@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,12 +81,51 @@ def old_rule_tempo(audio: np.ndarray) -> float | None:
 
 
 def old_rule(path: Path) -> Estimate:
-    """labeling.analysis before issue 13: the same key, the old octave rule for the tempo."""
+    """labeling.analysis before issue 13: its key (`edma` profile), the old octave rule."""
     from labeling.analysis import estimate_key, load_mono
 
     audio = load_mono(path)
-    key = estimate_key(audio)
+    key = estimate_key(audio, profile="edma")
     return (key.key if key else None, key.scale if key else None, old_rule_tempo(audio))
+
+
+# The first round of issue 13 (rule v2: 17 fitted features, `edma` key profile), as committed.
+ROUND1_COMMIT = "1ebe127a63a7aff9ab4fec5928e8ecccd0ebf831"
+_ROUND1: list[Any] = []
+
+
+def _round1_module() -> Any:
+    """labeling/analysis.py as of ROUND1_COMMIT, read from the repository's history."""
+    if not _ROUND1:
+        import subprocess
+        import sys
+        import types
+
+        root = Path(__file__).resolve().parent.parent
+        source = subprocess.run(
+            ["git", "-C", str(root), "show", f"{ROUND1_COMMIT}:labeling/analysis.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        module = types.ModuleType("labeling_analysis_round1")
+        sys.modules[module.__name__] = module  # dataclasses look their module up
+        exec(compile(source, "labeling_analysis_round1.py", "exec"), module.__dict__)
+        _ROUND1.append(module)
+    return _ROUND1[0]
+
+
+def round1_rule(path: Path) -> Estimate:
+    """The first round's rule (key and tempo), decode and resample included."""
+    module = _round1_module()
+    audio = module.load_mono(path)
+    key = module.estimate_key(audio)
+    tempo = module.estimate_tempo(audio)
+    return (
+        key.key if key else None,
+        key.scale if key else None,
+        tempo.bpm if tempo else None,
+    )
 
 
 def ours(path: Path) -> Estimate:
@@ -117,5 +157,6 @@ METHODS: dict[str, Method] = {
     "incumbent (librosa beat_track + chroma argmax)": incumbent,
     "Essentia defaults (KeyExtractor + RhythmExtractor2013)": essentia_defaults,
     "old rule (labeling.analysis before issue 13)": old_rule,
+    "round-1 rule (issue 13 round 1, commit 1ebe127)": round1_rule,
     "ours (labeling.analysis)": ours,
 }

@@ -2,7 +2,8 @@
 
 Every clip has a known tonic, mode and tempo by construction. The set mixes easy cases with the
 hard ones the issue names: progressions that start away from the tonic, half-time and
-syncopated grooves, and arrangements with no drums at all.
+syncopated grooves, and arrangements with no drums at all. `round2_specs` (issue 13, round 2)
+adds drum-less pieces in several textures over 56-200 BPM, 3-3-2 figures, fast waltzes and trap.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class ClipSpec:
     meter: str = "4/4"  # "4/4" | "3/4" | "6/8" (6/8: `bpm` counts dotted quarters)
     bass_beats: tuple[int, ...] | None = None  # beats of the bar the bass plays; None: all
     swing: bool = False  # eighths played long-short (2:1)
+    # Harmony part of drum-less bars (seed 11 on): "arpeggio" (eighths, the default), "block"
+    # (a chord every beat), "half" (a chord every two beats), "332" (chords on eighths 0, 3, 6).
+    texture: str = "arpeggio"
 
     @property
     def key(self) -> str:
@@ -133,6 +137,8 @@ EXTRA_GROOVES: dict[str, list[tuple[int, tuple[int, ...], int]]] = {
         (HAT, (0, 2, 4, 6, 8, 10, 12, 14), 60),
     ],
     "halftime16": [(KICK, (0, 7, 10), 110), (CLAP, (8,), 110), (HAT, tuple(range(16)), 62)],
+    # Added in round 2 (seed 11): trap-style half time with eighth hats and a syncopated kick.
+    "trap8": [(KICK, (0, 3, 11), 112), (CLAP, (8,), 110), (HAT, (0, 2, 4, 6, 8, 10, 12, 14), 66)],
 }
 # (groove, meter, chord program, lead program, bass beats)
 EXTRA_ARRANGEMENTS: list[tuple[str, str, int, int | None, tuple[int, ...] | None]] = [
@@ -150,6 +156,54 @@ LATE_ARRANGEMENTS: list[tuple[str, str, int, int | None, tuple[int, ...] | None]
     ("tresillo", "4/4", 16, None, (0, 2)),  # organ, bass on 1 and 3 under a 3-3-2 kick
     ("halftime16", "4/4", 90, 80, (0,)),  # pad + lead, sixteenth hats, clap on 3
 ]
+
+
+# Round 2 (after the first round's evaluation runs 101-103 showed these families failing):
+# drum-less pieces over a wide range of tempi and textures, 3-3-2 figures, fast waltzes, trap.
+# (groove, meter, chord program, lead program, bass beats, texture, tempo range)
+ROUND2_ARRANGEMENTS: list[
+    tuple[str, str, int, int | None, tuple[int, ...] | None, str, tuple[int, int]]
+] = [
+    ("none", "4/4", 45, None, (0, 2), "arpeggio", (56, 180)),  # pizzicato strings, eighths
+    ("none", "4/4", 19, 52, (0, 2), "half", (56, 140)),  # organ chords on 1 and 3, choir
+    ("none", "4/4", 0, 73, None, "block", (56, 180)),  # piano chords on every beat, flute
+    ("none", "4/4", 16, None, (0,), "332", (80, 150)),  # drum-less organ on 3-3-2
+    ("tresillo", "4/4", 24, None, (0, 2), "332", (90, 160)),  # guitar and kick on 3-3-2
+    ("waltz", "3/4", 21, 71, (0,), "arpeggio", (140, 200)),  # a fast waltz with drums
+    ("none", "3/4", 48, None, (0,), "block", (120, 200)),  # a fast drum-less waltz
+    ("trap8", "4/4", 89, None, (0,), "arpeggio", (130, 180)),  # trap half time, eighth hats
+]
+
+
+def round2_specs(count: int = 40, seed: int = 11) -> list[ClipSpec]:
+    """Development clips added in round 2 (`ROUND2_ARRANGEMENTS`), keys and tempi from `seed`."""
+    rng = random.Random(seed)
+    specs = []
+    for i in range(count):
+        mode = "major" if i % 2 == 0 else "minor"
+        tonic = rng.randrange(12)
+        groove, meter, chords, lead, bass_beats, texture, (lo, hi) = ROUND2_ARRANGEMENTS[
+            i % len(ROUND2_ARRANGEMENTS)
+        ]
+        bpm = float(rng.randrange(lo, hi + 1))
+        prog_major, prog_minor = PROGRESSIONS[rng.randrange(len(PROGRESSIONS))]
+        specs.append(
+            ClipSpec(
+                name=f"r2_{i:02d}_{PITCH_NAMES[tonic]}{'m' if mode == 'minor' else ''}"
+                f"_{int(bpm)}_{groove}_{texture}_{meter.replace('/', '')}",
+                tonic=tonic,
+                mode=mode,
+                bpm=bpm,
+                groove=groove,
+                progression=prog_major if mode == "major" else prog_minor,
+                chord_program=chords,
+                lead_program=lead,
+                meter=meter,
+                bass_beats=bass_beats,
+                texture=texture,
+            )
+        )
+    return specs
 
 
 def extra_specs(count: int = 32, seed: int = 9) -> list[ClipSpec]:
@@ -251,7 +305,19 @@ def _build_extra_midi(spec: ClipSpec, seconds: float, seed: int) -> mido.MidiFil
         degree = spec.progression[bar % len(spec.progression)]
         start = bar * bar_ticks
         chord = _chord(spec.tonic, spec.mode, degree, 5)
-        if spec.groove == "none" or spec.meter == "6/8":
+        if spec.texture == "block":
+            for beat in range(beats):
+                for pitch in chord:
+                    note(0, pitch, start + beat * beat_ticks, beat_ticks - 40, 74 if beat else 84)
+        elif spec.texture == "half":
+            for beat in range(0, beats, 2):
+                for pitch in chord:
+                    note(0, pitch, start + beat * beat_ticks, 2 * beat_ticks - 40, 76)
+        elif spec.texture == "332":
+            for k in (0, 3, 6):
+                for pitch in chord:
+                    note(0, pitch, start + k * eighth, 2 * eighth, 84 if k == 0 else 76)
+        elif spec.groove == "none" or spec.meter == "6/8":
             pattern = (chord[0], chord[1], chord[2], chord[2] + 12, chord[1], chord[2])
             for k in range(bar_ticks // eighth):
                 accent = (k * eighth) % beat_ticks == 0
@@ -289,7 +355,12 @@ def _build_extra_midi(spec: ClipSpec, seconds: float, seed: int) -> mido.MidiFil
 
 
 def build_midi(spec: ClipSpec, seconds: float = CLIP_SECONDS, seed: int = 0) -> mido.MidiFile:
-    if spec.meter != "4/4" or spec.bass_beats is not None or spec.swing:
+    if (
+        spec.meter != "4/4"
+        or spec.bass_beats is not None
+        or spec.swing
+        or spec.texture != "arpeggio"
+    ):
         return _build_extra_midi(spec, seconds, seed)
     rng = random.Random(hash((spec.name, seed)) & 0xFFFF)
     beats = int(seconds * spec.bpm / 60.0) + 4

@@ -114,12 +114,10 @@ def test_example_auto_tempo_is_right_where_written(example_tracks):
         assert labels.bpm == pytest.approx(bpm, rel=0.04)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known miss: bright_arpeggio (one shaker hit a beat, no "
-    "kick) is labeled 64 BPM, not 128, at a confidence above the threshold",
-)
 def test_example_bright_arpeggio_auto_tempo(example_tracks):
+    """bright_arpeggio (one shaker hit a beat, no kick), without its caption: no wrong tempo is
+    written. Its most probable level is still 64, not 128 (0.51 against 0.44), but the pulse is
+    not clear enough for the description threshold, so the tempo is left out."""
     name, bpm, _, labels = example_tracks[2]
     assert name.endswith("bright_arpeggio.wav")
     assert labels.bpm is None or labels.bpm == pytest.approx(bpm, rel=0.04)
