@@ -8,6 +8,7 @@ loses no job.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,27 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 METADATA = sa.MetaData()
+
+
+def _delivery_and_times() -> list[sa.Column[Any]]:
+    """Columns every queued job has: its webhook, where its URLs point, its times, and the
+    worker holding it ("host:pid:nonce") with its last sign of life."""
+    return [
+        sa.Column("webhook", sa.Text),
+        sa.Column("webhook_events_filter", sa.JSON),
+        sa.Column("base_url", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("started_at", sa.Float),
+        sa.Column("completed_at", sa.Float),
+        sa.Column("worker_id", sa.String),
+        sa.Column("heartbeat_at", sa.Float),
+    ]
+
+
+def _attempts() -> sa.Column[Any]:
+    """How many times the job was started (1 + resumes)."""
+    return sa.Column("attempts", sa.Integer, nullable=False, server_default="0")
+
 
 trainings = sa.Table(
     "trainings",
@@ -29,18 +51,9 @@ trainings = sa.Table(
     sa.Column("status", sa.String, nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("output_version", sa.String),
-    sa.Column("webhook", sa.Text),
-    sa.Column("webhook_events_filter", sa.JSON),
-    sa.Column("base_url", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("started_at", sa.Float),
-    sa.Column("completed_at", sa.Float),
-    # The worker holding the job ("host:pid:nonce"), its last sign of life, the trainer's
-    # process group there, and how many times the job was started (1 + resumes).
-    sa.Column("worker_id", sa.String),
-    sa.Column("heartbeat_at", sa.Float),
-    sa.Column("pid", sa.Integer),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    *_delivery_and_times(),
+    sa.Column("pid", sa.Integer),  # the trainer's process group on the worker's machine
+    _attempts(),
     sa.Index("trainings_by_token", "token_id", "seq"),
     sa.Index("trainings_by_status", "status", "seq"),
 )
@@ -108,15 +121,8 @@ predictions = sa.Table(
     sa.Column("status", sa.String, nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("output", sa.String),  # the output file's name in the prediction's folder
-    sa.Column("webhook", sa.Text),
-    sa.Column("webhook_events_filter", sa.JSON),
-    sa.Column("base_url", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("started_at", sa.Float),
-    sa.Column("completed_at", sa.Float),
-    sa.Column("worker_id", sa.String),
-    sa.Column("heartbeat_at", sa.Float),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    *_delivery_and_times(),
+    _attempts(),
     sa.Index("predictions_by_token", "token_id", "seq"),
     sa.Index("predictions_by_status", "status", "seq"),
 )
@@ -209,6 +215,14 @@ def page_rows(
     query = sa.select(table).where(where, seq < bound).order_by(seq.desc()).limit(limit + 1)
     rows = list(conn.execute(query))
     return rows[:limit], len(rows) > limit
+
+
+def row_as(cls: type[Any], row: sa.Row[Any] | None) -> Any:
+    """A result row as the dataclass `cls` (its fields by name), or None."""
+    if row is None:
+        return None
+    values = row._mapping
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
 
 
 def exists(conn: sa.Connection, table: sa.Table, where: sa.ColumnElement[bool]) -> bool:

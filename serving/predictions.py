@@ -13,14 +13,14 @@ went silent. Every call commits on return.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from serving import jobfiles, jobqueue
-from serving.db import predictions
+from serving.db import predictions, row_as
 from serving.paging import TablePage
 from serving.store import TERMINAL
 
@@ -68,10 +68,8 @@ def read_logs(data_dir: Path, id: str) -> str:
 
 
 def row_of(row: sa.Row[Any] | None) -> PredictionRow | None:
-    if row is None:
-        return None
-    values = row._mapping
-    return PredictionRow(**{f.name: values[f.name] for f in fields(PredictionRow)})
+    found: PredictionRow | None = row_as(PredictionRow, row)
+    return found
 
 
 class PredictionStore:

@@ -12,7 +12,7 @@ workers ever hold the same job.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +81,6 @@ class VersionRow:
     created_at: float
 
 
-def _row(cls: type[Any], row: sa.Row[Any] | None) -> Any:
-    if row is None:
-        return None
-    values = row._mapping
-    return cls(**{f.name: values[f.name] for f in fields(cls)})
-
-
 class Store:
     """Thread-safe access to the server's database (a SQLite file or a PostgreSQL URL)."""
 
@@ -137,7 +130,7 @@ class Store:
     def training(self, id: str, token_id: str | None = None) -> TrainingRow | None:
         """The training `id`; with `token_id`, only if that token created it."""
         with self.engine.begin() as conn:
-            row: TrainingRow | None = _row(
+            row: TrainingRow | None = db.row_as(
                 TrainingRow, conn.execute(trainings.select().where(trainings.c.id == id)).first()
             )
         if row is None or (token_id is not None and row.token_id != token_id):
@@ -157,7 +150,7 @@ class Store:
                 after=after,
                 limit=limit,
             )
-        return [_row(TrainingRow, r) for r in rows], more
+        return [db.row_as(TrainingRow, r) for r in rows], more
 
     def has_trainings(
         self, token_id: str, *, before: int | None = None, after: int | None = None
@@ -173,7 +166,7 @@ class Store:
     def trainings_with_status(self, *statuses: str) -> list[TrainingRow]:
         query = trainings.select().where(trainings.c.status.in_(statuses)).order_by(trainings.c.seq)
         with self.engine.begin() as conn:
-            return [_row(TrainingRow, r) for r in conn.execute(query)]
+            return [db.row_as(TrainingRow, r) for r in conn.execute(query)]
 
     def count_trainings(self, token_id: str) -> int:
         query = sa.select(sa.func.count()).where(trainings.c.token_id == token_id)
@@ -196,7 +189,7 @@ class Store:
             started_at=sa.func.coalesce(trainings.c.started_at, time.time()),
             pid=None,
         )
-        claimed: TrainingRow | None = _row(TrainingRow, found)
+        claimed: TrainingRow | None = db.row_as(TrainingRow, found)
         return claimed
 
     def heartbeat(self, id: str, worker_id: str) -> str | None:
@@ -248,13 +241,13 @@ class Store:
         c = models.c
         query = models.select().where(c.token_id == token_id, c.owner == owner, c.name == name)
         with self.engine.begin() as conn:
-            row: ModelRow | None = _row(ModelRow, conn.execute(query).first())
+            row: ModelRow | None = db.row_as(ModelRow, conn.execute(query).first())
         return row
 
     def models(self, token_id: str) -> list[ModelRow]:
         query = models.select().where(models.c.token_id == token_id).order_by(models.c.seq.desc())
         with self.engine.begin() as conn:
-            return [_row(ModelRow, r) for r in conn.execute(query)]
+            return [db.row_as(ModelRow, r) for r in conn.execute(query)]
 
     def add_version(
         self, *, id: str, token_id: str, owner: str, name: str, training_id: str, weights: Path
@@ -280,7 +273,7 @@ class Store:
                 existing = conn.execute(
                     versions.select().where(versions.c.training_id == training_id)
                 ).first()
-        row: VersionRow = _row(VersionRow, existing)
+        row: VersionRow = db.row_as(VersionRow, existing)
         return row
 
     def version(self, token_id: str, owner: str, name: str, id: str) -> VersionRow | None:
@@ -289,7 +282,7 @@ class Store:
             c.token_id == token_id, c.owner == owner, c.name == name, c.id == id
         )
         with self.engine.begin() as conn:
-            row: VersionRow | None = _row(VersionRow, conn.execute(query).first())
+            row: VersionRow | None = db.row_as(VersionRow, conn.execute(query).first())
         return row
 
     def versions(self, token_id: str, owner: str, name: str) -> list[VersionRow]:
@@ -301,7 +294,7 @@ class Store:
             .order_by(c.seq.desc())
         )
         with self.engine.begin() as conn:
-            return [_row(VersionRow, r) for r in conn.execute(query)]
+            return [db.row_as(VersionRow, r) for r in conn.execute(query)]
 
     # --- the trainer's own versions, webhook secrets -------------------------------------
 
