@@ -12,6 +12,16 @@ Measured in the base model's own EnCodec space, which every job has:
   (0.15 was set on a development run, one synthetic track overfitted to held-out CE 0.02:
   fine-tune 0.21-0.24, base 0.05-0.06; the test checks a different track and prompt.)
 - **Best epoch**: the epoch with the lowest held-out cross-entropy.
+
+When `download-weights clap` fetched LAION's CLAP (evaluation/clap.py), the report adds, in CLAP
+embeddings (`clap`):
+- the same KAD, over 10 s window embeddings of the clips and of the held-out chunks;
+- **text agreement**: the cosine between each clip's embedding and its prompt's, for the
+  fine-tune and the base (higher: the clip sounds more like what was asked);
+- each clip's **nearest training chunk** by cosine, with the base clip's as the control and, as
+  a reference, the median over held-out chunks of their own nearest training chunk (real unseen
+  music from the same set). It is reported, not flagged: the warning stays with the token check,
+  whose threshold was set on a run; no CLAP run has set one.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ CONTROL_RATIO = 2.0
 MAX_FRAMES = 2048  # per set, for the kernel distance (subsampled evenly beyond that)
 MAX_HELD_OUT = 64  # chunks encoded for the distance
 MAX_TRAINING = 512  # chunks searched for memorisation
+CLAP_MAX_TRAINING = 128  # chunks embedded with CLAP for the nearest-chunk search
 
 
 @dataclass(frozen=True)
@@ -205,6 +216,85 @@ def report(
     }
 
 
+def clap_report(
+    space: Any,
+    clips: dict[str, dict[str, Path]],
+    prompts: dict[str, str],
+    held_out: list[Path],
+    training: list[Path],
+) -> dict[str, Any]:
+    """The `clap` section. `clips`: per sample name, {"finetuned": wav, "base": wav};
+    `prompts`: per sample name, the text both were generated from."""
+    import torch
+
+    from evaluation.clap import clip_embedding
+
+    held = [space.audio_file(p) for p in held_out]
+    train = {p.name: clip_embedding(space.audio_file(p)) for p in training[:CLAP_MAX_TRAINING]}
+    generated = {
+        name: {role: space.audio_file(path) for role, path in pair.items()}
+        for name, pair in clips.items()
+    }
+    names = sorted(generated)
+    texts = dict(zip(names, space.text([prompts[n] for n in names]), strict=True)) if names else {}
+    roles = ("finetuned", "base")
+    out: dict[str, Any] = {"model": space.source, "window_s": space.window / space.sample_rate}
+    distance: dict[str, Any] = {"space": "CLAP audio embeddings, 10 s windows", "metric": "KAD"}
+    target = torch.cat(held) if held else torch.zeros(0)
+    windows = {r: [w for g in generated.values() for w in g[r]] for r in roles}
+    if len(target) >= 2 and all(len(w) >= 2 for w in windows.values()):
+        for role in roles:
+            distance[role] = round(kad(torch.stack(windows[role]), target), 6)
+        distance["finetuned_closer"] = distance["finetuned"] < distance["base"]
+    else:
+        distance["note"] = "fewer than two windows of samples or held-out chunks: no distance"
+    out["distance_to_held_out"] = distance
+    embedded = {n: {r: clip_embedding(generated[n][r]) for r in roles} for n in names}
+    agreement = {n: {r: round(float(embedded[n][r] @ texts[n]), 4) for r in roles} for n in names}
+    out["text_agreement"] = {
+        "metric": "cosine, clip vs its prompt",
+        "clips": agreement,
+        **{r: _mean([a[r] for a in agreement.values()]) for r in roles},
+    }
+    bank = torch.stack(list(train.values())) if train else None
+    chunk_names = list(train)
+
+    def nearest_chunk(e: Any) -> tuple[float, str | None]:
+        if bank is None:
+            return 0.0, None
+        sims = bank @ e
+        best = int(sims.argmax())
+        return round(float(sims[best]), 4), chunk_names[best]
+
+    near = []
+    for n in names:
+        sim, chunk = nearest_chunk(embedded[n]["finetuned"])
+        near.append(
+            {"clip": n, "nearest_chunk": chunk, "similarity": sim,
+             "base_similarity": nearest_chunk(embedded[n]["base"])[0]}
+        )  # fmt: skip
+    reference = [nearest_chunk(clip_embedding(h))[0] for h in held]
+    out["nearest_training_chunk"] = {
+        "metric": "cosine of clip embeddings",
+        "clips": near,
+        "held_out_reference": _median(reference),
+    }
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    middle = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return round(middle, 4)
+
+
 def summary(quality: dict[str, Any]) -> str:
     """One human line for the logs and the API."""
     parts = []
@@ -224,6 +314,13 @@ def summary(quality: dict[str, Any]) -> str:
         parts.append(f"WARNING: a clip repeats a training chunk ({top:.0%} of its tokens)")
     else:
         parts.append(f"no clip repeats training audio (max overlap {top:.0%})")
+    c = quality.get("clap") or {}
+    cd, agree = c.get("distance_to_held_out", {}), c.get("text_agreement", {})
+    if "finetuned" in cd:
+        verdict = "closer" if cd["finetuned_closer"] else "NOT closer"
+        parts.append(f"CLAP: {verdict} (KAD {cd['finetuned']:.4f} vs {cd['base']:.4f})")
+    if agree.get("finetuned") is not None:
+        parts.append(f"CLAP text agreement {agree['finetuned']:.3f} vs base {agree['base']:.3f}")
     return "quality: " + "; ".join(parts)
 
 

@@ -368,6 +368,7 @@ def _quality_report(
 
     if not metadata["samples"]:
         report = quality.report(None, {}, [], [], metadata.get("history", []))
+        report["clap"] = {"available": False, "note": "no samples (sample_prompts is 0)"}
         metadata["quality"] = {"file": quality.QUALITY_FILE, **report}
         return quality.write(report, results_dir)
     from inference.loading import load_model
@@ -381,10 +382,34 @@ def _quality_report(
         metadata.get("history", []),
     )
     del base
+    report["clap"] = _clap_section(metadata["samples"], egs_dir, results_dir, device)
     line = quality.summary(report)
     logger.info("%s", line)
     metadata["quality"] = {"file": quality.QUALITY_FILE, "summary": line, **report}
     return quality.write(report, results_dir)
+
+
+def _clap_section(
+    sample_list: list[dict[str, Any]], egs_dir: Path, results_dir: Path, device: str
+) -> dict[str, Any]:
+    """The report's CLAP measures when `download-weights clap` fetched the model."""
+    from evaluation import clap, quality, samples
+
+    space, why = clap.load_available(device)
+    if space is None:
+        return {"available": False, "note": why}
+    names = [f"{i:02d}" for i in range(len(sample_list))]
+    section = quality.clap_report(
+        space,
+        {
+            n: {role: results_dir / str(s[role]) for role in ("finetuned", "base")}
+            for n, s in zip(names, sample_list, strict=True)
+        },
+        {n: str(s["prompt"]) for n, s in zip(names, sample_list, strict=True)},
+        samples.chunk_paths(egs_dir / "valid")[: quality.MAX_HELD_OUT],
+        samples.chunk_paths(egs_dir / "train"),
+    )
+    return {"available": True, **section}
 
 
 def _remove_work(workdir: Path, keep: bool) -> None:

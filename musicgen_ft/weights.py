@@ -143,6 +143,25 @@ ASSETS: dict[str, Asset] = {
             "UPF. Turn auto_labeling off to train without them."
         ),
     ),
+    # --- CLAP (quality report; optional) ---------------------------------------------------
+    # Owned by evaluation/ (issue 13). LAION's CLAP as `transformers` loads it; not part of any
+    # variant's default set: the quality report adds CLAP measures when it is there.
+    "clap": Asset(
+        name="clap",
+        source="hf",
+        location="laion/clap-htsat-unfused",
+        files=(
+            "config.json",
+            "preprocessor_config.json",
+            "pytorch_model.bin",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "vocab.json",
+            "merges.txt",
+        ),
+        used_for="quality report: CLAP distance, text agreement, nearest chunk (optional)",
+    ),
 }
 
 

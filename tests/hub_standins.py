@@ -6,6 +6,11 @@
 - `facebook/musicgen-*`: `state_dict.bin` (a 1-layer LM whose `xp.cfg` uses the released
   conditioners: T5 named `t5-base`, chroma for melody) and `compression_state_dict.bin` (a tiny
   EnCodec with the variant's codebooks), both built with AudioCraft's own builders.
+- `laion/clap-htsat-unfused`: a 2-stage HTSAT audio tower and a 1-layer RoBERTa text tower
+  (`transformers`' `ClapModel`, the released feature extractor settings: 48 kHz, 64 mel bands,
+  10 s, `rand_trunc` / `repeatpad`), a byte-level BPE vocabulary trained here, in the released
+  layout: config.json, preprocessor_config.json, pytorch_model.bin, vocab.json, merges.txt,
+  tokenizer.json, tokenizer_config.json, special_tokens_map.json.
 
 The MusicGen builds load T5 (and, for melody, Demucs) the way AudioCraft does, so run
 `python tests/hub_standins.py musicgen OUT VARIANT` with `HF_HUB_CACHE` / `TORCH_HOME` pointing
@@ -195,6 +200,78 @@ def htdemucs(repo: Path, sig: str = "955717e8", size: str = "real", seed: int = 
     return path
 
 
+CLAP_SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                 "sep_token": "</s>", "pad_token": "<pad>", "cls_token": "<s>",
+                 "mask_token": "<mask>"}  # fmt: skip
+
+
+CLAP_TEXTS = ("a pure tone", "white noise hiss")  # the two kinds the stand-in tells apart
+
+
+def tiny_clap(out: Path, seed: int = 0, steps: int = 40) -> Path:
+    """`laion/clap-htsat-unfused` in its released file layout (see the module docstring),
+    trained here for `steps` contrastive steps (`ClapModel`'s own loss) on two kinds of audio,
+    sine tones and white noise, paired with `CLAP_TEXTS`, so that its embeddings depend on the
+    input: a random tower maps every clip and every text to nearly one point."""
+    import json
+
+    import numpy as np
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizerFast
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    words = [*WORDS, *" ".join(CLAP_TEXTS).split()]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        [" ".join(rng.choice(words) for _ in range(8)) for _ in range(300)],
+        vocab_size=400, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )  # fmt: skip
+    bpe.save_model(str(out))  # vocab.json, merges.txt
+    backend = bpe._tokenizer
+    backend.post_processor = RobertaProcessing(
+        ("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>"))
+    )
+    tokenizer = RobertaTokenizerFast(tokenizer_object=backend, **CLAP_SPECIALS)
+    tokenizer.save_pretrained(str(out))
+    (out / "special_tokens_map.json").write_text(json.dumps(CLAP_SPECIALS, indent=2))
+    extractor = ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")
+    (out / "preprocessor_config.json").write_text(extractor.to_json_string())
+    torch.manual_seed(seed)
+    config = ClapConfig(
+        text_config={
+            "vocab_size": len(tokenizer), "hidden_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 37, "max_position_embeddings": 80,
+            "projection_dim": 16,
+        },
+        audio_config={
+            "depths": [1, 1], "num_attention_heads": [1, 2], "patch_embeds_hidden_size": 16,
+            "hidden_size": 32, "projection_dim": 16, "projection_hidden_size": 32,
+        },
+        projection_dim=16,
+    )  # fmt: skip
+    model = ClapModel(config)
+    sr, noise = extractor.sampling_rate, np.random.default_rng(seed)
+    t = np.arange(sr * 4) / sr
+    text = tokenizer(list(CLAP_TEXTS), return_tensors="pt", padding=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        tone = 0.3 * np.sin(2 * np.pi * noise.uniform(80, 1000) * t)
+        hiss = noise.uniform(0.05, 0.3) * noise.standard_normal(len(t))
+        audio = extractor([tone.astype(np.float32), hiss.astype(np.float32)], sampling_rate=sr,
+                          return_tensors="pt")  # fmt: skip
+        loss = model(**text, **audio, return_loss=True).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    config.save_pretrained(str(out))
+    torch.save(model.state_dict(), out / "pytorch_model.bin")  # the released weights file
+    return out
+
+
 def save_released(module: Any, cfg: Any, path: Path) -> None:
     """Save a model as Meta publishes MusicGen checkpoints: best_state, xp.cfg, version."""
     import torch
@@ -214,6 +291,8 @@ if __name__ == "__main__":
     kind, target = sys.argv[1], Path(sys.argv[2])
     if kind == "t5":
         tiny_t5(target, *sys.argv[3:4])
+    elif kind == "clap":
+        tiny_clap(target)
     elif kind == "htdemucs":
         print(htdemucs(target, size=sys.argv[3] if len(sys.argv) > 3 else "real"))
     else:

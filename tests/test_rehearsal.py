@@ -15,10 +15,12 @@ variant is stereo-melody); `predict.py` (with a melody for melody variants), all
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +49,7 @@ def _run(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess
 def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A user's environment (empty caches) and the hub the stand-ins are served from."""
     from audio_fixtures import make_tiny_demucs
-    from hub_standins import tiny_t5
+    from hub_standins import tiny_clap, tiny_t5
     from labeling_standins import build_all
 
     from musicgen_ft.weights import ASSETS
@@ -55,6 +57,7 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     base = tmp_path_factory.mktemp("rehearsal")
     hub_root, home = base / "hub", base / "user"
     tiny_t5(hub_root / "t5-base")
+    tiny_clap(hub_root / "laion" / "clap-htsat-unfused", steps=0)  # README's optional extra
     server = HubServer(hub_root)
     env = {
         **os.environ,
@@ -100,7 +103,8 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 def test_readme_quick_start(
     variant: str, user: dict[str, str], example_archive: Path, tmp_path: Path
 ) -> None:
-    got = _run(["-m", "musicgen_ft.cli", "download-weights", variant], user)
+    extra = ["clap"] if variant == "stereo-melody" else []  # the README's optional CLAP
+    got = _run(["-m", "musicgen_ft.cli", "download-weights", variant, *extra], user)
     assert got.returncode == 0, got.stderr[-2000:]
     offline = {**user, "HF_HUB_OFFLINE": "1"}  # everything runs offline after the download
     out = tmp_path / "runs" / "mine"
@@ -113,6 +117,11 @@ def test_readme_quick_start(
     assert trained.stdout.strip().splitlines()[-1] == str(tar)
     log = (out / "job.log").read_text()
     assert "[vocals] done" in log and "[labels] done" in log  # the defaults ran every stage
+    with tarfile.open(tar) as members:
+        report = json.loads(members.extractfile("quality.json").read())  # type: ignore[union-attr]
+    assert report["clap"]["available"] is bool(extra), report["clap"]
+    if extra:
+        assert report["clap"]["text_agreement"]["finetuned"] is not None
 
     melody = tmp_path / "melody.wav"
     t = np.arange(32000 * 3) / 32000
