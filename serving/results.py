@@ -1,7 +1,9 @@
-"""A finished training's listening samples and loss curves, served out of its trained_model.tar.
+"""A finished training's listening samples, loss curves and quality report, served out of its
+trained_model.tar.
 
 The tar lists them in `metadata.json` (`samples`: per prompt the fine-tuned and base clips;
-`curves`: csv and png). The training object's `output` gets their URLs
+`curves`: csv and png; `quality`: quality.json and its one-line summary). The training
+object's `output` gets their URLs (and the summary line)
 (`/v1/trainings/{id}/output/<name in the tar>`, behind the token), and each is streamed
 straight from its place in the tar: nothing is extracted. The index of a tar (metadata and
 member offsets) is read once and kept while the file is unchanged.
@@ -26,7 +28,10 @@ from serving import jobfiles
 from serving.edge import ApiError, TokenId
 from serving.store import Store, TrainingRow
 
-MEDIA_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".png": "image/png", ".csv": "text/csv"}
+MEDIA_TYPES = {
+    ".wav": "audio/wav", ".mp3": "audio/mpeg", ".png": "image/png", ".csv": "text/csv",
+    ".json": "application/json",
+}  # fmt: skip
 CHUNK = 1 << 16
 _KEEP = 64
 
@@ -39,6 +44,9 @@ class TarIndex:
     def listed(self) -> set[str]:
         """The members metadata.json lists as results (the only ones served)."""
         names = {str(v) for v in (self.metadata.get("curves") or {}).values()}
+        quality = self.metadata.get("quality") or {}
+        if quality.get("file"):
+            names.add(str(quality["file"]))
         for sample in self.metadata.get("samples") or []:
             names |= {str(sample.get(role)) for role in ("finetuned", "base") if sample.get(role)}
         return names & set(self.members)
@@ -96,7 +104,13 @@ class Results:
             for s in index.metadata.get("samples") or []
         ]
         curves = {kind: url(name) for kind, name in (index.metadata.get("curves") or {}).items()}
-        return {"samples": samples, "curves": curves or None}
+        quality = index.metadata.get("quality") or {}
+        report = (
+            {"summary": quality.get("summary"), "json": url(quality["file"])}
+            if quality.get("file")
+            else None
+        )
+        return {"samples": samples, "curves": curves or None, "quality": report}
 
     def stream(self, tar_path: Path, name: str) -> StreamingResponse | None:
         index = self.index(tar_path)

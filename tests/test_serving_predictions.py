@@ -334,6 +334,10 @@ def test_a_trained_version_runs_and_its_samples_and_curves_download(
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     csv = httpx.get(training.output["curves"]["csv"], headers=auth(TOKEN))
     assert csv.status_code == 200 and csv.text.count("\n") >= 2
+    quality = training.output["quality"]
+    assert quality["summary"].startswith("quality: ")
+    report = httpx.get(quality["json"], headers=auth(TOKEN))
+    assert report.status_code == 200 and "memorisation" in report.json()
     bogus = training.output["curves"]["png"].replace("curves/loss.png", "state_dict.bin")
     assert httpx.get(bogus, headers=auth(TOKEN)).status_code == 404  # only listed results
 

@@ -159,6 +159,8 @@ def test_a_musician_trains_listens_tries_and_downloads_in_the_browser(
         assert (
             "edited in the browser" in d.find_element(By.CSS_SELECTOR, ".samples figcaption").text
         )
+        quality = d.find_element(By.CSS_SELECTOR, ".quality").text
+        assert quality.startswith("quality: ") and "Quality report (JSON)" in quality
         browser.wait(lambda d: "3 files used" in d.find_element(By.ID, "report").text)
         browser.shot("result")
 

@@ -400,6 +400,10 @@ function showResult(section, training) {
     ? el("p", {}, el("img", { class: "curve", src: out.curves.png, alt: "Loss and perplexity per step and epoch" }),
       el("br"), el("a", { href: out.curves.csv, text: "Curves as CSV" }))
     : null;
+  const quality = out.quality
+    ? el("p", { class: "quality" }, el("span", { text: out.quality.summary || "" }), " ",
+      el("a", { href: out.quality.json, text: "Quality report (JSON)" }))
+    : null;
   const report = el("div", { id: "report" });
   const prompt = el("input", { type: "text", id: "prompt", name: "prompt", required: true,
     value: (out.samples && out.samples[0] && out.samples[0].prompt) || "" });
@@ -444,7 +448,7 @@ function showResult(section, training) {
     el("p", {}, el("a", { href: out.weights, download: "trained_model.tar", text: "Download weights" }),
       ` · version ${out.version || ""}`),
     el("h3", { text: "Samples: fine-tuned and base, same prompt and seed" }), samples,
-    curves, report, tryIt);
+    quality, curves, report, tryIt);
   api("GET", `/v1/trainings/${training.id}/report`).then((r) => {
     if (!r) return;
     const rows = (r.rejected || []).map((x) => el("tr", {}, el("td", { text: x.file }),
