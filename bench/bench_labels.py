@@ -7,9 +7,11 @@ Sets: `dev` (development clips of `labels_midi`, which the tempo weights were fi
 and 8 of `default_specs`, `extra_specs` seeds 9 and 10, `round2_specs` seed 11), `devgen2` (the
 other generator's seeds 101-103, looked at in round 1 and fitted on from round 2 on), one of
 their parts, or `eval` (`labels_eval_midi` at `--eval-seed`, from 104 on never fitted or looked
-at before its one run). Renders the clips once
-(cached), then scores four methods on the same files: the incumbent fine-tuner's (librosa),
-Essentia's algorithms at their defaults, the octave rule before issue 13, and ours
+at before its one run; for the key, 102-107 are development data from key round 4 on, 108 and
+109 its fresh sets). Renders the clips once (cached), then scores the methods of
+`labels_methods.METHODS` on the same files: the incumbent fine-tuner's (librosa), Essentia's
+algorithms at their defaults, the octave rule before issue 13, the round-1 rule, the key rule
+before key round 4 (the `shaath` extractor, with the current tempo rule), and ours
 (labeling.analysis). For ours it also prints the share of clips whose tempo clears the
 description threshold (`LabelSettings.min_bpm_confidence`) and Acc1 on those.
 Speed is CPU seconds (process time, one thread) per second of audio, decode included.

@@ -444,7 +444,7 @@ def eval_specs(per_style: int = 4, seed: int = 102) -> list[EvalSpec]:
     which never sounds the tonic, replaced by ii V I vi (`ROUND2_MAJOR`)."""
     rng = random.Random(seed)
     styles = STYLES | (LATE_STYLES if seed >= 102 else {}) | (ROUND2_STYLES if seed >= 104 else {})
-    specs = []
+    specs: list[EvalSpec] = []
     for style_name, style in styles.items():
         for j in range(per_style):
             # Runs 1 and 2 drew `(j + len(specs)) % 2`, always even: every clip was major.

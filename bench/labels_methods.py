@@ -82,10 +82,10 @@ def old_rule_tempo(audio: np.ndarray) -> float | None:
 
 def old_rule(path: Path) -> Estimate:
     """labeling.analysis before issue 13: its key (`edma` profile), the old octave rule."""
-    from labeling.analysis import estimate_key, load_mono
+    from labeling.analysis import estimate_extractor_key, load_mono
 
     audio = load_mono(path)
-    key = estimate_key(audio, profile="edma")
+    key = estimate_extractor_key(audio, profile="edma")
     return (key.key if key else None, key.scale if key else None, old_rule_tempo(audio))
 
 
@@ -128,6 +128,21 @@ def round1_rule(path: Path) -> Estimate:
     )
 
 
+def extractor_key_rule(path: Path) -> Estimate:
+    """The rule before key round 4: Essentia's `KeyExtractor` (`shaath` profile) alone for the
+    key, the current tempo rule."""
+    from labeling.analysis import estimate_extractor_key, estimate_tempo, load_mono
+
+    audio = load_mono(path)
+    key = estimate_extractor_key(audio, profile="shaath")
+    tempo = estimate_tempo(audio)
+    return (
+        key.key if key else None,
+        key.scale if key else None,
+        tempo.bpm if tempo else None,
+    )
+
+
 def ours(path: Path) -> Estimate:
     """labeling.analysis: what the labeling stage runs (decode + resample included)."""
     from labeling.analysis import estimate_key, estimate_tempo, load_mono
@@ -158,5 +173,6 @@ METHODS: dict[str, Method] = {
     "Essentia defaults (KeyExtractor + RhythmExtractor2013)": essentia_defaults,
     "old rule (labeling.analysis before issue 13)": old_rule,
     "round-1 rule (issue 13 round 1, commit 1ebe127)": round1_rule,
+    "before key round 4 (shaath KeyExtractor key, same tempo)": extractor_key_rule,
     "ours (labeling.analysis)": ours,
 }

@@ -1,8 +1,13 @@
 """Key, mode and tempo of audio with Essentia, fast enough for whole datasets.
 
-Key: Essentia's `KeyExtractor` (HPCP + key profiles) with the `shaath` profile, the best of
-Essentia's profiles over all the development clips (both generators' development seeds; `edma`,
-used before, scores as well on one generator and far lower on the other: bench/README.md).
+Key (round 4): a scorer over the 24 candidate keys (a conditional logit, `key_features` x
+`KEY_WEIGHTS`): the key Essentia's `KeyExtractor` picks with the `shaath` profile (before round 4
+the whole rule) and with the `temperley` profile, the share of the clip's frames whose
+best-matching triad is diatonic to the candidate, the candidate's raised seventh (minor keys:
+the leading tone against the natural seventh), and the share of the full-band and of the bass
+chroma outside its scale. Chroma (`key_chroma`) is the pitch-class amplitude of the spectral
+peaks, 100 Hz-5 kHz, and 38-250 Hz from a quarter-rate copy. Features chosen and weights fitted
+on development clips only (bench/labels_key_tune.py; bench/README.md has the held-out figures).
 
 Tempo: a spectral-flux onset curve of the 30 Hz-2.5 kHz band (kick, snare, bass, chords; not the
 hi-hats), computed here at 22.05 kHz, feeds Essentia's `TempoTapDegara` beat tracker (the tracker
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +96,85 @@ def to_analysis_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def estimate_key(audio: np.ndarray, profile: str = KEY_PROFILE) -> KeyEstimate | None:
-    """Key and mode of mono audio at ANALYSIS_SR; None for silence or too-short audio."""
+# Chroma for the key scorer: pitch-class energy of the spectral peaks, full band and bass.
+CHROMA_FRAME = 8192  # 0.37 s at 22.05 kHz, 2.7 Hz bins: a semitone apart from 100 Hz up
+CHROMA_HOP = 4096
+CHROMA_BAND_HZ = (100.0, 5000.0)
+BASS_SR = 5512.5  # the bass chroma is read at a quarter of ANALYSIS_SR, 1.35 Hz bins
+BASS_FRAME = 4096
+BASS_HOP = 1024
+BASS_BAND_HZ = (38.0, 250.0)
+
+
+@dataclass(frozen=True)
+class KeyChroma:
+    full: np.ndarray  # (frames, 12) pitch-class energy over CHROMA_BAND_HZ, C first
+    bass: np.ndarray  # (frames, 12) over BASS_BAND_HZ, at the same frame times
+
+
+@lru_cache(maxsize=4)
+def _pitch_class_map(
+    n_fft: int, sample_rate: float, band: tuple[float, float]
+) -> tuple[int, int, np.ndarray]:
+    """(first bin, end bin, (bins, 12)): each FFT bin in `band` shared between the two nearest
+    pitch classes (cos^2 of its distance in semitones to each, within one semitone)."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    inside = np.flatnonzero((freqs >= band[0]) & (freqs < band[1]))
+    lo, hi = int(inside[0]), int(inside[-1]) + 1
+    pitch = 12.0 * np.log2(freqs[lo:hi] / 440.0) + 69.0
+    out = np.zeros((hi - lo, 12), dtype=np.float32)
+    for pc in range(12):
+        dist = np.abs(((pitch - pc + 6.0) % 12.0) - 6.0)
+        out[:, pc] = np.where(dist < 1.0, np.cos(0.5 * np.pi * dist) ** 2, 0.0)
+    return lo, hi, out
+
+
+def _peak_chroma(
+    audio: np.ndarray, n_fft: int, hop: int, sample_rate: float, band: tuple[float, float]
+) -> np.ndarray:
+    """(frames, 12) amplitude per pitch class of the spectral peaks (local maxima) in `band`."""
+    import scipy.fft
+
+    lo, hi, mapping = _pitch_class_map(n_fft, sample_rate, band)
+    if audio.size < n_fft:
+        audio = np.pad(audio, (0, n_fft - audio.size))
+    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop]
+    window = np.hanning(n_fft).astype(np.float32)
+    spectrum = scipy.fft.rfft(frames * window, axis=1, workers=1)
+    mag = np.abs(spectrum[:, lo - 1 : hi + 1])  # a bin either side for the peak test
+    inner = mag[:, 1:-1]
+    peaks = np.where((inner > mag[:, :-2]) & (inner >= mag[:, 2:]), inner, 0.0)
+    return np.sqrt(peaks**2 @ mapping)
+
+
+def key_chroma(audio: np.ndarray) -> KeyChroma:
+    """Full-band and bass chroma of mono audio at ANALYSIS_SR, one row per CHROMA_HOP."""
+    import soxr
+
+    full = _peak_chroma(audio, CHROMA_FRAME, CHROMA_HOP, ANALYSIS_SR, CHROMA_BAND_HZ)
+    low = soxr.resample(audio, ANALYSIS_SR, BASS_SR, quality="HQ")
+    bass = _peak_chroma(low, BASS_FRAME, BASS_HOP, BASS_SR, BASS_BAND_HZ)
+    n = min(full.shape[0], bass.shape[0])
+    return KeyChroma(full=full[:n].astype(np.float32), bass=bass[:n].astype(np.float32))
+
+
+PITCH_CLASS_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_PITCH_CLASS = {name: i for i, name in enumerate(PITCH_CLASS_NAMES)} | {
+    "Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "B#": 0, "Cb": 11, "E#": 5, "Fb": 4,
+}  # fmt: skip
+
+
+def key_index(key: str, scale: str) -> int:
+    """Candidate index of a key: tonic pitch class, + 12 for minor."""
+    return _PITCH_CLASS[key] + (12 if scale == "minor" else 0)
+
+
+def key_mode(index: int) -> str:
+    return "minor" if index >= 12 else "major"
+
+
+def estimate_extractor_key(audio: np.ndarray, profile: str = KEY_PROFILE) -> KeyEstimate | None:
+    """Essentia's `KeyExtractor` with `profile` (the rule before key round 4)."""
     import essentia.standard as es
 
     if audio.size < MIN_SECONDS * ANALYSIS_SR or not np.any(audio):
@@ -106,6 +189,118 @@ def estimate_key(audio: np.ndarray, profile: str = KEY_PROFILE) -> KeyEstimate |
     if not key or strength <= 0:
         return None
     return KeyEstimate(key=str(key), scale=str(scale), strength=round(float(strength), 4))
+
+
+# The key scorer (key round 4): evidence for each of the 24 candidate keys (index = tonic + 12 x
+# minor), scored by a conditional logit (softmax over the candidates). Features chosen by greedy
+# forward selection from a pool of 32 (bench/labels_key_tune.py) on the development clips only,
+# scored by leave-one-part-out MIREX accuracy; weights fitted by bench/labels_key_tune.py (L2
+# 0.005 on standardised features) on all 576 development clips. bench/README.md has the figures.
+KEY_FEATURES = (
+    "shaath extractor's key",
+    "diatonic chord share",
+    "temperley extractor's key",
+    "raised seventh (minor)",
+    "non-scale share, full band",
+    "non-scale share, bass",
+)
+KEY_WEIGHTS = (1.6962, 3.9298, 2.0029, 1.9478, -9.8280, -4.0118)
+# Scales (steps from the tonic) of major and minor keys; minor: both sixths and sevenths.
+SCALES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10, 11))
+# Triads that belong to a key, as (steps from the tonic, minor?): major I ii iii IV V vi; minor
+# i III iv v V VI VII.
+DIATONIC_CHORDS = (
+    ((0, 0), (2, 1), (4, 1), (5, 0), (7, 0), (9, 1)),
+    ((0, 1), (3, 0), (5, 1), (7, 1), (7, 0), (8, 0), (10, 0)),
+)
+CHORD_SMOOTH = 5  # frames (0.93 s) averaged before the triads are matched
+# Triad templates, (12 pitch classes, 24 triads): 0-11 major on that root, 12-23 minor.
+TRIADS = np.zeros((12, 24))
+# Membership of the 24 keys: scale pitch classes (24, 12) and diatonic triads (24, 24).
+IN_SCALE = np.zeros((24, 12))
+DIATONIC = np.zeros((24, 24))
+for _root in range(12):
+    for _third, _offset in ((4, 0), (3, 12)):
+        TRIADS[[_root, (_root + _third) % 12, (_root + 7) % 12], _root + _offset] = 1.0
+    for _minor in (0, 1):
+        for _step in SCALES[_minor]:
+            IN_SCALE[_root + 12 * _minor, (_root + _step) % 12] = 1.0
+        for _step, _chord_minor in DIATONIC_CHORDS[_minor]:
+            DIATONIC[_root + 12 * _minor, (_root + _step) % 12 + 12 * _chord_minor] = 1.0
+TRIADS /= np.sqrt(3.0)
+
+
+def triad_matches(chroma: KeyChroma) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, 24) cosine of the smoothed full-band chroma with each major/minor triad, and which
+    frames are voiced (not near silent)."""
+    full = chroma.full.astype(np.float64)
+    if full.shape[0] == 0:
+        return np.zeros((0, 24)), np.zeros(0, dtype=bool)
+    kernel = np.ones(CHORD_SMOOTH) / CHORD_SMOOTH
+    smooth = np.stack([np.convolve(full[:, i], kernel, mode="same") for i in range(12)], axis=1)
+    energy = np.linalg.norm(smooth, axis=1)
+    match = (smooth @ TRIADS) / np.maximum(energy, 1e-12)[:, None]
+    return match, energy >= 0.1 * max(float(np.median(energy)), 1e-12)
+
+
+def chord_histogram(chroma: KeyChroma) -> np.ndarray:
+    """(24,) share of the voiced frames whose best-matching triad is each triad."""
+    match, voiced = triad_matches(chroma)
+    if not voiced.any():
+        return np.zeros(24)
+    chords = np.argmax(match[voiced], axis=1)
+    return np.bincount(chords, minlength=24)[:24] / chords.size
+
+
+def key_features(chroma: KeyChroma, shaath: int, temperley: int) -> np.ndarray:
+    """(24, len(KEY_FEATURES)) evidence for each candidate key; `shaath` and `temperley` are
+    the key indices Essentia's `KeyExtractor` picks with those profiles (-1 for none)."""
+    full = chroma.full.astype(np.float64).mean(axis=0)
+    bass = chroma.bass.astype(np.float64).mean(axis=0)
+    full_share = full / max(float(full.sum()), 1e-12)
+    bass_share = bass / max(float(bass.sum()), 1e-12)
+    tonics = np.arange(12)
+    raised = np.zeros(24)
+    natural, leading = full[(tonics + 10) % 12], full[(tonics + 11) % 12]
+    raised[12:] = leading / np.maximum(natural + leading, 1e-12)
+    candidates = np.arange(24)
+    return np.stack(
+        [
+            (candidates == shaath).astype(np.float64),
+            DIATONIC @ chord_histogram(chroma),
+            (candidates == temperley).astype(np.float64),
+            raised,
+            1.0 - IN_SCALE @ full_share,
+            1.0 - IN_SCALE @ bass_share,
+        ],
+        axis=1,
+    )
+
+
+def key_probabilities(features: np.ndarray, weights: tuple[float, ...] = KEY_WEIGHTS) -> np.ndarray:
+    """(24,) softmax of the candidates' scores."""
+    scores = features @ np.asarray(weights)
+    probs = np.exp(scores - scores.max())
+    return probs / probs.sum()
+
+
+def estimate_key(audio: np.ndarray) -> KeyEstimate | None:
+    """Key and mode of mono audio at ANALYSIS_SR, the most probable of the 24 candidates under
+    the key scorer; None for silence or too-short audio. `strength` is the `shaath` extractor's
+    (how clearly tonal the audio is, whatever key the scorer picks)."""
+    shaath = estimate_extractor_key(audio, KEY_PROFILE)
+    if shaath is None:
+        return None
+    temperley = estimate_extractor_key(audio, "temperley")
+    features = key_features(
+        key_chroma(audio),
+        key_index(shaath.key, shaath.scale),
+        key_index(temperley.key, temperley.scale) if temperley is not None else -1,
+    )
+    best = int(np.argmax(key_probabilities(features)))
+    return KeyEstimate(
+        key=PITCH_CLASS_NAMES[best % 12], scale=key_mode(best), strength=shaath.strength
+    )
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from musicgen_ft.types import Chunk, Labels, LabelScore
 
 logger = logging.getLogger(__name__)
 LABELS_FILE = "labels.json"
-FORMAT_VERSION = 4  # 3: tempo level chosen among candidates, `bpm_candidates`; 4: round-2 rule
+# 3: tempo level chosen among candidates, `bpm_candidates`; 4: round-2 rule; 5: key scorer (round 4)
+FORMAT_VERSION = 5
 
 
 @dataclass(frozen=True)

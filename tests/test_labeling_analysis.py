@@ -25,6 +25,44 @@ def test_key_and_mode_of_chord_progressions(tonic: str, mode: str, degrees: tupl
     assert 0.3 < est.strength <= 1.0
 
 
+def _scores(chroma: analysis.KeyChroma, shaath: int, temperley: int) -> np.ndarray:
+    return analysis.key_features(chroma, shaath, temperley) @ np.asarray(analysis.KEY_WEIGHTS)
+
+
+def test_key_scorer_ranking_rotates_with_transposition():
+    """The 24 candidates' scores of a clip transposed by n semitones are the clip's, moved by n
+    (the evidence is read relative to each candidate's tonic)."""
+    chroma = analysis.key_chroma(progression("D", "major", (0, 3, 4, 0)))
+    d_major, a_major = analysis.key_index("D", "major"), analysis.key_index("A", "major")
+    base = _scores(chroma, a_major, d_major)
+    assert int(np.argmax(base)) == d_major
+    for shift in (1, 5, 7):
+        moved = analysis.KeyChroma(
+            full=np.roll(chroma.full, shift, axis=1), bass=np.roll(chroma.bass, shift, axis=1)
+        )
+
+        def up(index: int, n: int = shift) -> int:
+            return (index % 12 + n) % 12 + 12 * (index // 12)
+
+        scores = _scores(moved, up(a_major), up(d_major))
+        assert np.allclose(scores[[up(k) for k in range(24)]], base)
+        assert int(np.argmax(scores)) == up(d_major)
+
+
+def test_key_scorer_reads_the_key_from_the_chords():
+    # No extractor votes: the chords alone. i iv V i in A minor (the V's G# is the leading tone).
+    chroma = analysis.key_chroma(progression("A", "minor", (0, 3, 4, 0)))
+    probs = analysis.key_probabilities(analysis.key_features(chroma, -1, -1))
+    assert int(np.argmax(probs)) == analysis.key_index("A", "minor")
+    assert probs.sum() == pytest.approx(1.0)
+    # A vote a fifth off (A major for D major) is overruled by the chords and the second vote.
+    chroma = analysis.key_chroma(progression("D", "major", (0, 3, 4, 0)))
+    features = analysis.key_features(
+        chroma, analysis.key_index("A", "major"), analysis.key_index("D", "major")
+    )
+    assert int(np.argmax(analysis.key_probabilities(features))) == analysis.key_index("D", "major")
+
+
 @pytest.mark.parametrize("bpm", [90.0, 128.0])
 def test_tempo_of_drum_grooves(bpm: float):
     est = analysis.estimate_tempo(drums(bpm))
