@@ -397,6 +397,7 @@ def _clap_section(
 
     space, why = clap.load_available(device)
     if space is None:
+        logger.info("quality: %s", why)
         return {"available": False, "note": why}
     names = [f"{i:02d}" for i in range(len(sample_list))]
     section = quality.clap_report(
