@@ -143,6 +143,19 @@ def extractor_key_rule(path: Path) -> Estimate:
     )
 
 
+def tempo_round3_candidate(path: Path) -> Estimate:
+    """Tempo round 3's candidate (not adopted; bench/labels_tempo3_select.py): the key and the
+    decode of ours, the tempo level chosen with two harmonic-rhythm features added."""
+    from labels_tempo3_select import candidate_tempo
+
+    from labeling.analysis import estimate_key, load_mono
+
+    audio = load_mono(path)
+    key = estimate_key(audio)
+    bpm = candidate_tempo(audio)
+    return (key.key if key else None, key.scale if key else None, bpm)
+
+
 def ours(path: Path) -> Estimate:
     """labeling.analysis: what the labeling stage runs (decode + resample included)."""
     from labeling.analysis import estimate_key, estimate_tempo, load_mono
@@ -174,5 +187,6 @@ METHODS: dict[str, Method] = {
     "old rule (labeling.analysis before issue 13)": old_rule,
     "round-1 rule (issue 13 round 1, commit 1ebe127)": round1_rule,
     "before key round 4 (shaath KeyExtractor key, same tempo)": extractor_key_rule,
+    "tempo round 3 candidate (harmonic rhythm; not adopted)": tempo_round3_candidate,
     "ours (labeling.analysis)": ours,
 }
