@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -283,16 +284,11 @@ def clap_report(
 
 
 def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 4) if values else None
+    return round(statistics.fmean(values), 4) if values else None
 
 
 def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    middle = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return round(middle, 4)
+    return round(statistics.median(values), 4) if values else None
 
 
 def summary(quality: dict[str, Any]) -> str:
