@@ -30,21 +30,9 @@ BATCH = 16
 def find() -> Path | None:
     """The folder holding every file of the `clap` asset: `$MUSICGEN_FT_MODELS/clap/`, then the
     Hugging Face cache; None when it was not fetched."""
-    from huggingface_hub import try_to_load_from_cache
+    from musicgen_ft.weights import hub_asset_folder
 
-    from musicgen_ft.paths import models_dir
-    from musicgen_ft.weights import ASSETS
-
-    asset = ASSETS[CLAP_ASSET]
-    local = models_dir() / CLAP_ASSET
-    if all((local / name).is_file() for name in asset.files):
-        return local
-    found = [try_to_load_from_cache(asset.location, name) for name in asset.files]
-    if all(isinstance(p, str) for p in found):
-        folders = {Path(str(p)).parent for p in found}
-        if len(folders) == 1:
-            return folders.pop()
-    return None
+    return hub_asset_folder(CLAP_ASSET)
 
 
 @dataclass

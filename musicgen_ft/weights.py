@@ -191,6 +191,20 @@ def _hf_cached(repo: str, filename: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
+def hub_asset_folder(name: str) -> Path | None:
+    """The folder holding every file of the hub asset `name`: `$MUSICGEN_FT_MODELS/<name>/`, then
+    one snapshot of the Hugging Face cache; None when it was not fetched (or is split)."""
+    asset = ASSETS[name]
+    local = models_dir() / name
+    if all((local / f).is_file() for f in asset.files):
+        return local
+    found = [_hf_cached(asset.location, f) for f in asset.files]
+    folders = {path.parent for path in found if path is not None}
+    if None not in found and len(folders) == 1:
+        return folders.pop()
+    return None
+
+
 def resolve_base_model(variant: Variant) -> Path:
     """Return a folder holding the variant's `state_dict.bin` and `compression_state_dict.bin`.
 
