@@ -76,7 +76,7 @@ def main() -> int:
         for name, bpm, path in clips:
             target = folder / f"{name}.npz"
             if not target.exists():
-                np.savez(target, bpm=np.asarray(bpm), **evidence(path))
+                np.savez(target, bpm=np.asarray(bpm), **evidence(path))  # type: ignore[arg-type]
         print(part, len(clips), flush=True)
     return 0
 

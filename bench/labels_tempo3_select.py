@@ -1,7 +1,7 @@
 """Tempo round 3: candidate features for the metrical level, chosen on development clips only.
 
     .venv/bin/python bench/labels_tempo3_cache.py      # once: the clips' raw evidence
-    .venv/bin/python bench/labels_tempo3_select.py [--steps 6] [--l2 0.3]
+    .venv/bin/python bench/labels_tempo3_select.py [--steps 6] [--l2 0.3] [--cnn]
 
 Reads the cache of `labels_tempo3_cache.py` (labels_midi seeds 7-11, the evaluation generator's
 seeds 101-109; evaluation seeds 110 and 111 are never read). Builds, for every candidate level
@@ -10,7 +10,8 @@ from a fine chroma's change curve read on the candidate's beat grid, bass-note c
 periodicities), and runs greedy forward selection from the round-2 nine: each step adds the
 pool feature that most raises the leave-one-part-out mean Acc1 (weights fitted on the other
 parts by the conditional logit of `labels_tune.py`). Prints each step's per-part held-out Acc1,
-the cross-generator checks, and the final weights.
+the cross-generator checks, and the final weights. `--cnn` adds four TempoCNN features to the
+pool, from the distributions `labels_tempocnn.py` cached.
 """
 
 from __future__ import annotations
@@ -81,6 +82,19 @@ def change_rate(curve: np.ndarray, rate: float, gap_s: float = 0.25) -> float:
     return kept / (curve.size / rate)
 
 
+CNN_MODELS = ("fcn", "deepsquare_k8", "deeptemp_k8")
+CNN_NAMES = ["log fcn mass", "log deepsquare mass", "log deeptemp mass", "log mean CNN mass"]
+
+
+def cnn_features(d: dict[str, np.ndarray], bpm: float) -> list[float]:
+    """TempoCNN evidence for a candidate: the log of each model's probability mass within 4 % of
+    the candidate's tempo (classes are 30-285 BPM), and of the three models' mean."""
+    classes = np.arange(256) + 30.0
+    near = np.abs(classes / bpm - 1.0) <= 0.04
+    mass = [float(d[f"cnn_{m}"][near].sum()) for m in CNN_MODELS]
+    return [float(np.log(m + 1e-3)) for m in mass] + [float(np.log(np.mean(mass) + 1e-3))]
+
+
 def lvl(curve: np.ndarray, ticks: np.ndarray, step: float) -> float:
     return analysis._level(curve, ticks, step)[0]
 
@@ -138,6 +152,8 @@ def pool_features(d: dict[str, np.ndarray]) -> tuple[list[float], list[np.ndarra
         "x2 from tracker",
         "x1/2 from tracker",
     ]
+    if "cnn_fcn" in d:
+        names += CNN_NAMES
     bpms, feats = [], []
     for ratio, bpm, f in base:
         step = 1.0 / ratio
@@ -173,6 +189,8 @@ def pool_features(d: dict[str, np.ndarray]) -> tuple[list[float], list[np.ndarra
             1.0 if abs(ratio - 2.0) < 1e-6 else 0.0,
             1.0 if abs(ratio - 0.5) < 1e-6 else 0.0,
         ]
+        if "cnn_fcn" in d:
+            extra += cnn_features(d, bpm)
         bpms.append(bpm)
         feats.append(np.concatenate([f[: len(ROUND2)], np.asarray(extra, dtype=np.float64)]))
     return bpms, feats, list(ROUND2) + names
@@ -183,14 +201,21 @@ class Data:
         self.clips = clips
 
 
-def load(cache: Path) -> tuple[dict[str, list], list[str]]:
+def load(cache: Path, cnn: bool = False) -> tuple[dict[str, list], list[str]]:
     root = cache / "tempo_round3"
+    dists: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     out: dict[str, list] = {}
     names: list[str] = []
     for part in PARTS:
         rows = []
         for f in sorted((root / part).glob("*.npz")):
             d = dict(np.load(f))
+            for m in CNN_MODELS if cnn else ():
+                key = (part, m)
+                if key not in dists:
+                    with np.load(cache / "tempocnn" / f"{part}_{m}.npz") as z:
+                        dists[key] = {k: z[k] for k in z.files}
+                d[f"cnn_{m}"] = dists[key][f.stem]
             bpms, feats, nm = pool_features(d)
             if nm:
                 names = nm
@@ -282,8 +307,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--l2", type=float, default=0.3)
     parser.add_argument("--start", default="", help="comma-separated pool indices to start from")
+    parser.add_argument(
+        "--cnn", action="store_true", help="add TempoCNN features (labels_tempocnn.py's cache)"
+    )
     args = parser.parse_args()
-    data, names = load(args.cache)
+    data, names = load(args.cache, args.cnn)
     allX = np.vstack([r[3] for p in PARTS for r in data[p] if r[3] is not None])
     scale = np.ones(allX.shape[1])
     nbase = len(ROUND2)
