@@ -24,10 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from musicgen_ft.constants import TAR_NAME
 from serving import (
     base_models,
+    db,
     files,
     jobfiles,
     label_jobs,
-    paging,
     predictions,
     render,
     results,
@@ -421,16 +421,13 @@ def _routes(s: Services) -> APIRouter:
     def list_trainings(
         request: Request, token: TokenId, cursor: str | None = None
     ) -> dict[str, Any]:
-        before, after = paging.parse(cursor)
-        rows, _ = s.store.trainings_page(
-            token, before=before, after=after, limit=s.config.page_size
-        )
         base = s.base_url(request)
-        return paging.page(
+        return s.store.training_pages.page(
+            token,
+            cursor,
+            s.config.page_size,
             f"{base}/v1/trainings",
-            [r.seq for r in rows],
-            lambda **bound: s.store.has_trainings(token, **bound),
-            [s.training_json(r, base, logs=False) for r in rows],
+            lambda r: s.training_json(db.row_as(TrainingRow, r), base, logs=False),
         )
 
     @router.get("/v1/trainings/{training_id}", summary="Get a training")

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from musicgen_ft.constants import TERMINAL_STATUSES
 from serving import db, jobqueue
 from serving.db import models, trainer_versions, trainings, versions, webhook_secrets
+from serving.paging import TablePage
 
 TERMINAL = TERMINAL_STATUSES
 ACTIVE = ("starting", "processing")
@@ -87,6 +88,7 @@ class Store:
     def __init__(self, location: str | Path) -> None:
         self.url = db.database_url(location)
         self.engine = db.make_engine(self.url)
+        self.training_pages = TablePage(self.engine, trainings)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -136,32 +138,6 @@ class Store:
         if row is None or (token_id is not None and row.token_id != token_id):
             return None
         return row
-
-    def trainings_page(
-        self, token_id: str, *, before: int | None, after: int | None, limit: int
-    ) -> tuple[list[TrainingRow], bool]:
-        """Newest first. `before`/`after` are seq bounds; returns (rows, more beyond)."""
-        with self.engine.begin() as conn:
-            rows, more = db.page_rows(
-                conn,
-                trainings,
-                trainings.c.token_id == token_id,
-                before=before,
-                after=after,
-                limit=limit,
-            )
-        return [db.row_as(TrainingRow, r) for r in rows], more
-
-    def has_trainings(
-        self, token_id: str, *, before: int | None = None, after: int | None = None
-    ) -> bool:
-        where = trainings.c.token_id == token_id
-        if before is not None:
-            where = sa.and_(where, trainings.c.seq < before)
-        if after is not None:
-            where = sa.and_(where, trainings.c.seq > after)
-        with self.engine.begin() as conn:
-            return db.exists(conn, trainings, where)
 
     def trainings_with_status(self, *statuses: str) -> list[TrainingRow]:
         query = trainings.select().where(trainings.c.status.in_(statuses)).order_by(trainings.c.seq)

@@ -18,7 +18,7 @@ from musicgen_ft.errors import InputError, UnsafeUrlError
 from musicgen_ft.inputs import TrainInputs
 from musicgen_ft.net import check_url
 from musicgen_ft.train_cli import build_parser, parse_inputs
-from serving import jobfiles
+from serving import jobfiles, paging
 from serving.config import ServerConfig
 from serving.signing import new_secret, sign
 from serving.store import Store
@@ -210,12 +210,14 @@ def test_store_pages_newest_first_and_scopes_by_token(tmp_path: Path) -> None:
     store = _store(tmp_path)
     ids = [_add(store) for _ in range(5)]
     _add(store, token="other")
-    rows, more = store.trainings_page("tok", before=None, after=None, limit=2)
-    assert [r.id for r in rows] == ids[::-1][:2] and more
-    rows2, _ = store.trainings_page("tok", before=rows[-1].seq, after=None, limit=2)
+    pages = store.training_pages
+    rows = pages.rows("tok", None, 2)
+    assert [r.id for r in rows] == ids[::-1][:2] and pages.exists("tok", before=rows[-1].seq)
+    rows2 = pages.rows("tok", paging.encode("b", rows[-1].seq), 2)
     assert [r.id for r in rows2] == ids[::-1][2:4]
-    back, _ = store.trainings_page("tok", before=None, after=rows2[0].seq, limit=2)
+    back = pages.rows("tok", paging.encode("a", rows2[0].seq), 2)
     assert [r.id for r in back] == [r.id for r in rows]
+    assert not pages.exists("tok", after=rows[0].seq)
     assert store.training(ids[0], "other") is None and store.training(ids[0], "tok")
 
 
