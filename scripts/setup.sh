@@ -23,6 +23,8 @@ command -v sbatch >/dev/null 2>&1 || need_apt+=(slurm-client)
 if [ "${MUSICGEN_FT_BENCH:-0}" = 1 ]; then
   command -v fluidsynth >/dev/null 2>&1 || need_apt+=(fluidsynth)
   [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
+  # The demo songs of LMMS and the program to render them (bench/labels_lmms.py).
+  command -v lmms >/dev/null 2>&1 || need_apt+=(lmms)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}"
