@@ -105,7 +105,7 @@ def test_replicate_run_returns_audio_of_the_asked_duration(server: HttpsServer) 
 def test_predictions_are_listed_canceled_and_scoped_to_their_token(server: HttpsServer) -> None:
     c = client(server)
     version = debug_version(c)
-    long = c.predictions.create(version=version, input={"prompt": "long", "duration": 30})
+    long = c.predictions.create(version=version, input={"prompt": "long", "duration": 300})
     queued = c.models.predictions.create(model=DEBUG, input={"duration": 1})
     assert long.status == "starting" and long.urls["cancel"].endswith("/cancel")
     wait_until(lambda: (long.reload(), "%|" in (long.logs or ""))[1], 120, "generation")
@@ -181,13 +181,16 @@ def test_prefer_wait_holds_the_request_until_the_prediction_ends(server: HttpsSe
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "succeeded" and r.json()["output"].endswith(".wav")
 
-    slow = {**body, "input": {"duration": 30}}
+    # one prediction runs at a time: a long one ahead keeps the next queued past its wait, however
+    # fast this machine generates
+    ahead = c.predictions.create(version=debug_version(c), input={"duration": 300})
     started = time.monotonic()
-    r = httpx.post(url, json=slow, headers={**auth(TOKEN), "Prefer": "wait=2"}, timeout=30)
+    r = httpx.post(url, json=body, headers={**auth(TOKEN), "Prefer": "wait=2"}, timeout=30)
     assert 2 <= time.monotonic() - started < 10
     # not done within the wait: `starting`, as Replicate answers (the client then polls)
     assert r.status_code == 201 and r.json()["status"] == "starting"
     c.predictions.cancel(r.json()["id"])
+    c.predictions.cancel(ahead.id)
     r = httpx.post(url, json=body, headers={**auth(TOKEN), "Prefer": "wait=soon"})
     assert r.status_code == 400 and "wait=N" in r.json()["detail"]
 
