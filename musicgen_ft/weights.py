@@ -306,8 +306,8 @@ def ensure_taggers(folder: Path | None) -> None:
         try:
             download([ESSENTIA_ASSET])
             return
-        except WeightsMissingError as exc:
-            logger.warning("%s", exc)
+        except FineTuneError as exc:  # missing, unreachable host, refused or bad download
+            logger.warning("could not download the Essentia taggers: %s", exc)
     logger.warning(
         "auto-labeling: genre, mood and instrument labels need %s in %s; run "
         "`musicgen-ft download-weights %s` (key and BPM are labeled without them)",

@@ -158,6 +158,28 @@ def test_missing_taggers_are_named_before_any_work(
     assert "musicgen-ft download-weights essentia" in record.getMessage()
 
 
+def test_taggers_that_cannot_be_reached_do_not_fail_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Online (no HF_HUB_OFFLINE) but the taggers' host cannot be reached, as on a machine
+    without internet that did not say so: the download's error and the fix are logged and the
+    job goes on (key and BPM only), as with the offline flag."""
+    import logging
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv(weights.MIRROR_ENV, f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MUSICGEN_FT_MODELS", str(tmp_path / "models"))
+    with caplog.at_level(logging.WARNING, logger="musicgen_ft.weights"):
+        weights.ensure_taggers(tmp_path / "models" / "essentia")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("could not download the Essentia taggers" in m for m in messages), messages
+    assert any("musicgen-ft download-weights essentia" in m for m in messages), messages
+
+
 def test_the_weights_lock_pins_the_commit_and_the_bytes(hub: Path, tmp_path: Path) -> None:
     """The first download locks the commit and every file's SHA-256; a repository that moved is
     refused until `--update` accepts it; bytes that differ from the lock are refused."""
