@@ -25,6 +25,8 @@ if [ "${MUSICGEN_FT_BENCH:-0}" = 1 ]; then
   [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
   # The demo songs of LMMS and the program to render them (bench/labels_lmms.py).
   command -v lmms >/dev/null 2>&1 || need_apt+=(lmms)
+  # MMA, its standard library of accompaniment grooves (bench/labels_mma.py).
+  command -v mma >/dev/null 2>&1 || need_apt+=(mma)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}"
