@@ -15,6 +15,10 @@ the fit's accuracy on every development part, each part's accuracy when the weig
 on the others (leave one part out), and the two cross-generator checks (fitted on one
 generator's parts, scored on the other's). The `synth` set (the test suite's grooves and the
 bundled example's tracks) is only reported, not fitted.
+
+`--with-real` (tempo round 4) adds the sets made by others as development parts, after their
+one evaluation run: the LMMS demo songs (bench/labels_lmms.py) and MMA's grooves at seed 201
+(bench/labels_mma.py); it also prints the adopted WEIGHTS' accuracy on every part.
 """
 
 from __future__ import annotations
@@ -100,6 +104,33 @@ def dev_sets(cache: Path) -> dict[str, list[tuple[str, float, Path]]]:
     return sets
 
 
+def real_sets(cache: Path, mma_seed: int = 201) -> dict[str, list[tuple[str, float, Path]]]:
+    """Tempo round 4: the sets made by others, seen once as evaluation sets, as development
+    parts: the LMMS demo songs' chunks (two parts, `demos` and `shorties`) and MMA's grooves at
+    seed 201 (two parts, alternate grooves)."""
+    import random
+
+    import labels_lmms
+    import labels_mma
+
+    sets: dict[str, list[tuple[str, float, Path]]] = {}
+    root = cache / "lmms"
+    for folder in labels_lmms.FOLDERS:
+        part = sets.setdefault(f"lmms_{folder}", [])
+        for project in sorted((labels_lmms.PROJECTS / folder).rglob("*.mmp*")):
+            bpm = labels_lmms.stated_tempo(labels_lmms.project_xml(project))
+            if bpm is None:
+                continue
+            wav = labels_lmms.render(project, root / "songs" / f"{project.stem}.wav")
+            part += [(c.stem, bpm, c) for c in labels_lmms.chunks(wav, root / "chunks")]
+    rng = random.Random(mma_seed)
+    for i, (groove, beats) in enumerate(labels_mma.grooves()):
+        source, tempo, _, _ = labels_mma.song(groove, beats, rng)
+        wav = labels_mma.render(source, cache / f"mma_{mma_seed}" / f"{groove}.wav")
+        sets.setdefault(f"mma{mma_seed}_{i % 2}", []).append((groove, tempo, wav))
+    return sets
+
+
 def clip_candidates(path: Path) -> list[tuple[float, float, np.ndarray]]:
     import essentia.standard as es
 
@@ -165,13 +196,18 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path("work/bench_labels"))
     parser.add_argument("--l2", type=float, default=L2)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--with-real", action="store_true", help="tempo round 4: add the LMMS and MMA parts"
+    )
     args = parser.parse_args()
     import essentia
 
     essentia.log.infoActive = False
+    sets = dev_sets(args.cache)
+    if args.with_real:
+        sets.update(real_sets(args.cache))
     data = {
-        name: [(n, bpm, clip_candidates(p)) for n, bpm, p in clips]
-        for name, clips in dev_sets(args.cache).items()
+        name: [(n, bpm, clip_candidates(p)) for n, bpm, p in clips] for name, clips in sets.items()
     }
     everything = [c for name, clips in data.items() if name not in CHECK_ONLY for c in clips]
     reachable = sum(any(acc1(bpm, b) for _, b, _ in cands) for _, bpm, cands in everything)
@@ -180,6 +216,9 @@ def main() -> int:
     print("WEIGHTS = (" + ", ".join(f"{x:.3f}" for x in w) + ")")
     for name, value in zip(analysis.FEATURES, w, strict=True):
         print(f"  {value:+7.3f}  {name}")
+    current = np.asarray(analysis.WEIGHTS)
+    for name, clips in data.items():
+        print(f"the adopted WEIGHTS, {name}: Acc1 {accuracy(clips, current):.3f}")
     for name, clips in data.items():
         print(f"fit on all, {name}: Acc1 {accuracy(clips, w, args.verbose):.3f}")
     for name, clips in data.items():
