@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from labels_methods import confident_tempo, essentia_defaults, incumbent, ours  # noqa: E402
+from labels_methods import essentia_defaults, incumbent, ours, written_tempi  # noqa: E402
 from labels_metrics import acc1, acc2  # noqa: E402
 
 PROJECTS = Path("/usr/share/lmms/projects")
@@ -142,12 +142,7 @@ def main() -> int:
             f"{name:42s} {hits1 / n_chunks:6.3f} {hits2 / n_chunks:6.3f}"
             f" {np.mean(song1):10.3f} {np.mean(song2):10.3f}"
         )
-    written = right = 0
-    for _, bpm, paths in songs:
-        for path in paths:
-            sure = confident_tempo(path)
-            written += sure is not None
-            right += sure is not None and acc1(bpm, sure)
+    written, right = written_tempi((bpm, path) for _, bpm, paths in songs for path in paths)
     print(f"\nours, written into descriptions: {written} of {n_chunks} chunks, {right} right")
     return 0
 

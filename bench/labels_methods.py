@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from labels_metrics import acc1
 
 Estimate = tuple[str | None, str | None, float | None]
 Method = Callable[[Path], Estimate]
@@ -179,6 +180,16 @@ def confident_tempo(path: Path) -> float | None:
     if tempo is None or tempo.confidence < LabelSettings().min_bpm_confidence:
         return None
     return tempo.bpm
+
+
+def written_tempi(clips: Iterable[tuple[float, Path]]) -> tuple[int, int]:
+    """Of (true bpm, clip) pairs: how many get a tempo in their description, how many right."""
+    written = right = 0
+    for bpm, path in clips:
+        sure = confident_tempo(path)
+        written += sure is not None
+        right += sure is not None and acc1(bpm, sure)
+    return written, right
 
 
 METHODS: dict[str, Method] = {

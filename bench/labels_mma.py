@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from labels_methods import confident_tempo, essentia_defaults, incumbent, ours  # noqa: E402
+from labels_methods import essentia_defaults, incumbent, ours, written_tempi  # noqa: E402
 from labels_metrics import acc1, acc2, mirex_key_score  # noqa: E402
 from labels_midi import render_midi  # noqa: E402
 
@@ -132,11 +132,7 @@ def main() -> int:
                       f"{est_tonic} {est_mode} {bpm}")  # fmt: skip
         n = len(clips)
         print(f"{name:28s} {key / n:6.3f} {hit1 / n:6.3f} {hit2 / n:6.3f}")
-    written = right = 0
-    for _, _, tempo, _, _, path in clips:
-        sure = confident_tempo(path)
-        written += sure is not None
-        right += sure is not None and acc1(tempo, sure)
+    written, right = written_tempi((tempo, path) for _, _, tempo, _, _, path in clips)
     print(f"\nours, written into descriptions: {written} of {len(clips)} clips, {right} right")
     return 0
 
