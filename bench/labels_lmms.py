@@ -99,6 +99,22 @@ def chunks(song: Path, folder: Path) -> list[Path]:
     return out
 
 
+def songs(cache: Path) -> tuple[list[tuple[str, str, float, list[Path]]], list[str]]:
+    """Every usable project as (folder, name, stated bpm, its chunks), rendered and cut (cached),
+    and the projects left out for having no single stated tempo."""
+    root = cache / "lmms"
+    found, left_out = [], []
+    for folder in FOLDERS:
+        for project in sorted((PROJECTS / folder).rglob("*.mmp*")):
+            bpm = stated_tempo(project_xml(project))
+            if bpm is None:
+                left_out.append(project.name)
+                continue
+            wav = render(project, root / "songs" / f"{project.stem}.wav")
+            found.append((folder, project.stem, bpm, chunks(wav, root / "chunks")))
+    return found, left_out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("work/bench_labels"))
@@ -107,26 +123,20 @@ def main() -> int:
     import essentia
 
     essentia.log.infoActive = False
-    root = args.cache / "lmms"
-    songs: list[tuple[str, float, list[Path]]] = []
-    for folder in FOLDERS:
-        for project in sorted((PROJECTS / folder).rglob("*.mmp*")):
-            bpm = stated_tempo(project_xml(project))
-            if bpm is None:
-                print(f"left out (no single stated tempo): {project.name}")
-                continue
-            wav = render(project, root / "songs" / f"{project.stem}.wav")
-            songs.append((project.stem, bpm, chunks(wav, root / "chunks")))
-    n_chunks = sum(len(c) for _, _, c in songs)
+    found, left_out = songs(args.cache)
+    for name in left_out:
+        print(f"left out (no single stated tempo): {name}")
+    sets = [(name, bpm, paths) for _, name, bpm, paths in found]
+    n_chunks = sum(len(c) for _, _, c in sets)
     print(
-        f"{len(songs)} songs, {n_chunks} chunks of {CHUNK_S:.0f} s;"
-        f" tempi {sorted(b for _, b, _ in songs)}"
+        f"{len(sets)} songs, {n_chunks} chunks of {CHUNK_S:.0f} s;"
+        f" tempi {sorted(b for _, b, _ in sets)}"
     )
     print(f"\n{'method':42s} {'Acc1':>6s} {'Acc2':>6s} {'song Acc1':>10s} {'song Acc2':>10s}")
     for name, method in METHODS.items():
         hits1 = hits2 = 0
         song1, song2 = [], []
-        for _, bpm, paths in songs:
+        for _, bpm, paths in sets:
             s1 = s2 = 0
             for path in paths:
                 guess = method(path)[2]
@@ -142,7 +152,7 @@ def main() -> int:
             f"{name:42s} {hits1 / n_chunks:6.3f} {hits2 / n_chunks:6.3f}"
             f" {np.mean(song1):10.3f} {np.mean(song2):10.3f}"
         )
-    written, right = written_tempi((bpm, path) for _, bpm, paths in songs for path in paths)
+    written, right = written_tempi((bpm, path) for _, bpm, paths in sets for path in paths)
     print(f"\nours, written into descriptions: {written} of {n_chunks} chunks, {right} right")
     return 0
 

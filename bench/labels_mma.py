@@ -92,15 +92,28 @@ def song(groove: str, beats: int, rng: random.Random) -> tuple[str, float, str, 
 
 
 def render(source: str, out: Path) -> Path:
-    if out.is_file():
+    """Render `source` to `out`; a cached render is reused only if it was made from this source
+    (its `.mma` is kept next to it), so a changed draw never scores an old clip."""
+    mma_file, mid = out.with_suffix(".mma"), out.with_suffix(".mid")
+    if out.is_file() and mma_file.is_file() and mma_file.read_text() == source:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    mma_file, mid = out.with_suffix(".mma"), out.with_suffix(".mid")
     mma_file.write_text(source)
     proc = subprocess.run(["mma", "-f", str(mid), str(mma_file)], capture_output=True, text=True)
     if proc.returncode != 0 or not mid.is_file():
         raise RuntimeError(f"mma failed on {mma_file}: {(proc.stderr or proc.stdout)[-1000:]}")
     return render_midi(mid, out, CLIP_S)
+
+
+def clips(seed: int, cache: Path) -> list[tuple[str, int, float, str, str, Path]]:
+    """The seed's clips as (groove, beats a bar, tempo, tonic, mode, wav), rendered (cached)."""
+    rng = random.Random(seed)
+    out = []
+    for groove, beats in grooves():
+        source, tempo, tonic, mode = song(groove, beats, rng)
+        wav = render(source, cache / f"mma_{seed}" / f"{groove}.wav")
+        out.append((groove, beats, tempo, tonic, mode, wav))
+    return out
 
 
 def main() -> int:
@@ -112,28 +125,23 @@ def main() -> int:
     import essentia
 
     essentia.log.infoActive = False
-    rng = random.Random(args.seed)
-    root = args.cache / f"mma_{args.seed}"
-    clips = []
-    for groove, beats in grooves():
-        source, tempo, tonic, mode = song(groove, beats, rng)
-        clips.append((groove, beats, tempo, tonic, mode, render(source, root / f"{groove}.wav")))
-    counts = {b: sum(c[1] == b for c in clips) for b in TEMPO_RANGE}
-    print(f"{len(clips)} clips (beats a bar: {counts}), seed {args.seed}")
+    chosen = clips(args.seed, args.cache)
+    counts = {b: sum(c[1] == b for c in chosen) for b in TEMPO_RANGE}
+    print(f"{len(chosen)} clips (beats a bar: {counts}), seed {args.seed}")
     print(f"\n{'method':28s} {'key':>6s} {'Acc1':>6s} {'Acc2':>6s}")
     for name, method in METHODS.items():
         key = hit1 = hit2 = 0.0
-        for groove, _, tempo, tonic, mode, path in clips:
+        for groove, _, tempo, tonic, mode, path in chosen:
             est_tonic, est_mode, bpm = method(path)
             score = mirex_key_score(tonic, mode, est_tonic, est_mode)
             key, hit1, hit2 = key + score, hit1 + acc1(tempo, bpm), hit2 + acc2(tempo, bpm)
             if args.verbose and (score < 1 or not acc1(tempo, bpm)):
                 print(f"  {name[:10]} {groove}: {tonic} {mode} {tempo:g} -> "
                       f"{est_tonic} {est_mode} {bpm}")  # fmt: skip
-        n = len(clips)
+        n = len(chosen)
         print(f"{name:28s} {key / n:6.3f} {hit1 / n:6.3f} {hit2 / n:6.3f}")
-    written, right = written_tempi((tempo, path) for _, _, tempo, _, _, path in clips)
-    print(f"\nours, written into descriptions: {written} of {len(clips)} clips, {right} right")
+    written, right = written_tempi((tempo, path) for _, _, tempo, _, _, path in chosen)
+    print(f"\nours, written into descriptions: {written} of {len(chosen)} clips, {right} right")
     return 0
 
 

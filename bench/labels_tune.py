@@ -108,25 +108,13 @@ def real_sets(cache: Path, mma_seed: int = 201) -> dict[str, list[tuple[str, flo
     """Tempo round 4: the sets made by others, seen once as evaluation sets, as development
     parts: the LMMS demo songs' chunks (two parts, `demos` and `shorties`) and MMA's grooves at
     seed 201 (two parts, alternate grooves)."""
-    import random
-
     import labels_lmms
     import labels_mma
 
     sets: dict[str, list[tuple[str, float, Path]]] = {}
-    root = cache / "lmms"
-    for folder in labels_lmms.FOLDERS:
-        part = sets.setdefault(f"lmms_{folder}", [])
-        for project in sorted((labels_lmms.PROJECTS / folder).rglob("*.mmp*")):
-            bpm = labels_lmms.stated_tempo(labels_lmms.project_xml(project))
-            if bpm is None:
-                continue
-            wav = labels_lmms.render(project, root / "songs" / f"{project.stem}.wav")
-            part += [(c.stem, bpm, c) for c in labels_lmms.chunks(wav, root / "chunks")]
-    rng = random.Random(mma_seed)
-    for i, (groove, beats) in enumerate(labels_mma.grooves()):
-        source, tempo, _, _ = labels_mma.song(groove, beats, rng)
-        wav = labels_mma.render(source, cache / f"mma_{mma_seed}" / f"{groove}.wav")
+    for folder, _, bpm, paths in labels_lmms.songs(cache)[0]:
+        sets.setdefault(f"lmms_{folder}", []).extend((p.stem, bpm, p) for p in paths)
+    for i, (groove, _, tempo, _, _, wav) in enumerate(labels_mma.clips(mma_seed, cache)):
         sets.setdefault(f"mma{mma_seed}_{i % 2}", []).append((groove, tempo, wav))
     return sets
 

@@ -183,7 +183,7 @@ def test_prefer_wait_holds_the_request_until_the_prediction_ends(server: HttpsSe
 
     # one prediction runs at a time: a long one ahead keeps the next queued past its wait, however
     # fast this machine generates
-    ahead = c.predictions.create(version=debug_version(c), input={"duration": 300})
+    ahead = c.predictions.create(version=body["version"], input={"duration": 300})
     started = time.monotonic()
     r = httpx.post(url, json=body, headers={**auth(TOKEN), "Prefer": "wait=2"}, timeout=30)
     assert 2 <= time.monotonic() - started < 10
